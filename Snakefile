@@ -1,0 +1,38 @@
+# ddbench: dataset distillation and coreset selection, every cell of the grid a file target.
+# Run:    snakemake --cores all                 (config/config.yaml)
+# Report: snakemake --report results/report.html
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+# the workflow's own package, so jobs run the code of this checkout (also under --use-conda)
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+
+include: "rules/common.smk"
+
+
+validate(config, "config/schemas/config.schema.yaml")
+
+
+container: config_container()
+
+
+include: "rules/data.smk"
+include: "rules/teachers.smk"
+include: "rules/scores.smk"
+include: "rules/condense.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

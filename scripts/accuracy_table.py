@@ -1,0 +1,10 @@
+"""Snakemake adapter: aggregate every evaluation into results/tables/accuracy.{csv,md}."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+
+from ddbench.tables import write_accuracy_table  # noqa: E402
+
+smk = snakemake  # noqa: F821
+write_accuracy_table(list(smk.input.metrics) + list(smk.input.reference), smk.output.csv, smk.output.md)

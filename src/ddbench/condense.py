@@ -1,0 +1,54 @@
+"""Run a configured method for one IPC and seed, and write the checked condensed set."""
+
+from __future__ import annotations
+
+import os
+
+from .datasets import load_dataset
+from .methods import Context, get_method_class
+
+
+def run_method(
+    dataset_path: str | os.PathLike,
+    name: str,
+    spec: dict,
+    ipc: int,
+    seed: int,
+    out: str | os.PathLike,
+    *,
+    features: str | None = None,
+    scores: str | None = None,
+    teacher: str | None = None,
+    prior: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> dict:
+    """Condense the dataset with method `name` (config `spec`) at `ipc`, seeded by `seed`."""
+    data = load_dataset(dataset_path)
+    params = {k: v for k, v in spec.items() if k != "kind"}
+    method = get_method_class(spec["kind"])(**params)
+    ctx = Context(data=data, dataset=data.name, device=device)
+    if features:
+        from .features import load_features
+
+        ctx.features = load_features(features, len(data.train_labels))
+    if scores:
+        from .scores import load_dynamics
+
+        ctx.scores = load_dynamics(scores)
+    if teacher or prior or method.requires & {"teacher", "prior"}:
+        from .engine import resolve_device, set_determinism
+
+        set_determinism(seed, threads)
+        ctx.device = resolve_device(device)
+    if teacher:
+        from .teachers import load_teacher
+
+        ctx.teacher = load_teacher(teacher, data).to(ctx.device)
+    if prior:
+        ctx.extras["prior_path"] = prior
+    cset = method.condense(ctx, int(ipc), int(seed))
+    cset.method = name
+    cset.validate(data.num_classes, (data.in_chans, data.image_size, data.image_size))
+    cset.save(out, created_by=f"condense:{name}", seed=int(seed))
+    return {"method": name, "ipc": int(ipc), "n": int(len(cset.labels))}

@@ -1,0 +1,49 @@
+"""Embeddings of the training split in a teacher's penultimate layer (IPC-independent target)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .datasets import load_dataset
+from .engine import embed, resolve_device, set_determinism
+from .h5io import DataFileError, open_h5, read_array, write_h5
+from .teachers import load_teacher
+
+
+def extract_features(
+    dataset_path: str | os.PathLike,
+    teacher_path: str | os.PathLike,
+    name: str,
+    out: str | os.PathLike,
+    *,
+    device: str = "auto",
+    threads: int | None = None,
+) -> dict:
+    """Embed every training image with the teacher and store `/features` [N, D]."""
+    set_determinism(0, threads)
+    data = load_dataset(dataset_path)
+    teacher = load_teacher(teacher_path, data).to(resolve_device(device))
+    feats = embed(teacher, torch.from_numpy(data.train_float())).numpy().astype(np.float32)
+    write_h5(
+        out,
+        "features",
+        {"features": feats, "labels": data.train_labels},
+        created_by="ddbench.features.extract_features",
+        params={"extractor": name},
+        attrs={"extractor": name, "dataset": data.name},
+    )
+    return {"shape": list(feats.shape)}
+
+
+def load_features(path: str | os.PathLike, n_train: int) -> np.ndarray:
+    """Read `/features`, checking it covers the training split."""
+    with open_h5(path, "features") as f:
+        feats = read_array(f, "features", ndim=2, dtype=np.floating)
+    if len(feats) != n_train:
+        raise DataFileError(f"{path}: {len(feats)} feature rows for {n_train} training images")
+    if not np.isfinite(feats).all():
+        raise DataFileError(f"{path}: features contain NaN or infinite values")
+    return feats

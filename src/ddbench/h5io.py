@@ -1,0 +1,172 @@
+"""Atomic HDF5 writing and format-checked reading for every file ddbench produces."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from . import __version__
+
+FORMATS = {
+    "dataset": "ddbench.dataset/1",
+    "condensed": "ddbench.condensed/1",
+    "scores": "ddbench.scores/1",
+    "features": "ddbench.features/1",
+    "clusters": "ddbench.clusters/1",
+}
+
+
+class DataFileError(ValueError):
+    """A file on disk is missing, corrupt or not what the reader expects."""
+
+
+def config_sha256(params: Any) -> str:
+    """Stable SHA-256 of a JSON-serialisable parameter structure."""
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path in the target's folder; rename it onto `path` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def write_h5(
+    path: str | os.PathLike,
+    kind: str,
+    datasets: dict[str, np.ndarray],
+    *,
+    created_by: str,
+    params: Any = None,
+    seed: int | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> None:
+    """Write `datasets` (path inside file -> array) atomically with ddbench provenance attributes."""
+    fmt = FORMATS[kind]
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = fmt
+            f.attrs["ddbench_version"] = __version__
+            f.attrs["created_by"] = created_by
+            f.attrs["config_sha256"] = config_sha256(params if params is not None else {})
+            f.attrs["params"] = json.dumps(params if params is not None else {}, sort_keys=True)
+            f.attrs["seed"] = -1 if seed is None else int(seed)
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = _attr_value(value)
+            for name, array in datasets.items():
+                array = np.asarray(array)
+                opts = {"compression": "gzip", "compression_opts": 4} if array.size > 4096 else {}
+                f.create_dataset(name, data=array, **opts)
+
+
+def _attr_value(value: Any):
+    if isinstance(value, (dict, list, tuple)) and not (
+        isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value)
+    ):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return "null"
+    return value
+
+
+def read_attrs(path: str | os.PathLike, kind: str) -> dict[str, Any]:
+    """Open `path`, check its `format` against `kind`, return its root attributes."""
+    with open_h5(path, kind) as f:
+        return {k: _decode(v) for k, v in f.attrs.items()}
+
+
+def _decode(value: Any):
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@contextmanager
+def open_h5(path: str | os.PathLike, kind: str):
+    """Open an HDF5 file for reading after checking it exists, is HDF5 and has the expected format."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: file does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataFileError(
+            f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}"
+        ) from None
+    try:
+        found = _decode(f.attrs.get("format", ""))
+        want = FORMATS[kind]
+        if found != want:
+            raise DataFileError(
+                f"{path}: format is {found!r}, expected {want!r} (is this the right file?)"
+            )
+        yield f
+    finally:
+        f.close()
+
+
+def read_array(f: h5py.File, name: str, *, ndim: int | None = None, dtype=None) -> np.ndarray:
+    """Read dataset `name` from an open file, checking rank and dtype kind."""
+    if name not in f:
+        raise DataFileError(f"{f.filename}: missing dataset {name!r}")
+    try:
+        array = f[name][()]
+    except OSError as exc:
+        raise DataFileError(f"{f.filename}: cannot read {name!r} (corrupt?): {exc}") from None
+    if ndim is not None and array.ndim != ndim:
+        raise DataFileError(
+            f"{f.filename}: {name!r} has shape {array.shape}, expected {ndim} dimensions"
+        )
+    if dtype is not None and not np.issubdtype(array.dtype, dtype):
+        raise DataFileError(f"{f.filename}: {name!r} has dtype {array.dtype}, expected {dtype}")
+    return array

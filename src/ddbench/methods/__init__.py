@@ -1,0 +1,22 @@
+"""Method registry; importing this package registers the built-in kinds (no torch needed)."""
+
+from . import coresets  # noqa: F401  (registers random, herding, kcenter, el2n, forgetting)
+from .base import (
+    METHODS,
+    CondensedSet,
+    Context,
+    Method,
+    get_method_class,
+    list_methods,
+    register_method,
+)
+
+__all__ = [
+    "METHODS",
+    "CondensedSet",
+    "Context",
+    "Method",
+    "get_method_class",
+    "list_methods",
+    "register_method",
+]

@@ -1,0 +1,112 @@
+"""Coreset baselines: random, herding, k-center, EL2N and forgetting."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..scores import el2n, forgetting
+from ..selection import herding_order, kcenter_order, rank_by_score
+from .base import Context, CondensedSet, Method, register_method, select_indices
+
+_FEATURES = {"type": "string", "description": "teacher whose penultimate features are used"}
+_SCORER = {"type": "string", "description": "dynamics scorer (config `scorers`)"}
+
+
+@register_method("random")
+class RandomSelection(Method):
+    """Class-balanced uniform sample of the training split."""
+
+    def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
+        rng = np.random.default_rng(seed)
+        orders = [rng.permutation(idx) for idx in ctx.data.class_indices()]
+        return select_indices(ctx.data, orders, ipc, self)
+
+
+@register_method("herding")
+class Herding(Method):
+    """Greedy herding in teacher feature space: selected mean tracks the class mean."""
+
+    requires = frozenset({"features"})
+    param_schema = {
+        "type": "object",
+        "properties": {"features": _FEATURES},
+        "required": ["features"],
+        "additionalProperties": False,
+    }
+
+    def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
+        orders = [idx[herding_order(ctx.features[idx], ipc)] for idx in ctx.data.class_indices()]
+        return select_indices(ctx.data, orders, ipc, self)
+
+
+@register_method("kcenter")
+class KCenter(Method):
+    """Greedy k-center (farthest point) per class in teacher feature space; seed picks the start."""
+
+    requires = frozenset({"features"})
+    param_schema = Herding.param_schema
+
+    def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
+        rng = np.random.default_rng(seed)
+        orders = []
+        for idx in ctx.data.class_indices():
+            first = int(rng.integers(len(idx)))
+            orders.append(idx[kcenter_order(ctx.features[idx], ipc, first)])
+        return select_indices(ctx.data, orders, ipc, self)
+
+
+_KEEP = {"type": "string", "enum": ["easy", "hard", "band"]}
+_BAND = {
+    "type": "array",
+    "items": {"type": "number", "minimum": 0, "maximum": 1},
+    "minItems": 2,
+    "maxItems": 2,
+    "description": "quantile window [lo, hi] of the class's ascending scores, for keep: band",
+}
+
+
+@register_method("el2n")
+class EL2N(Method):
+    """EL2N scores at an early proxy epoch; keep the easiest, hardest or a quantile band per class."""
+
+    requires = frozenset({"scores"})
+    param_schema = {
+        "type": "object",
+        "properties": {
+            "scorer": _SCORER,
+            "epoch": {"type": "integer", "minimum": 0, "description": "0-based proxy epoch"},
+            "keep": _KEEP,
+            "band": _BAND,
+        },
+        "required": ["scorer", "epoch", "keep"],
+        "additionalProperties": False,
+    }
+
+    def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
+        s = el2n(ctx.scores["probs"], ctx.scores["labels"], int(self.params["epoch"]))
+        return _rank_select(ctx, s, ipc, seed, self)
+
+
+@register_method("forgetting")
+class Forgetting(Method):
+    """Forgetting-event counts; never-learned samples count as most forgotten."""
+
+    requires = frozenset({"scores"})
+    param_schema = {
+        "type": "object",
+        "properties": {"scorer": _SCORER, "keep": _KEEP, "band": _BAND},
+        "required": ["scorer"],
+        "additionalProperties": False,
+    }
+
+    def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
+        s = forgetting(ctx.scores["probs"], ctx.scores["labels"])
+        return _rank_select(ctx, s, ipc, seed, self, default_keep="hard")
+
+
+def _rank_select(ctx: Context, scores: np.ndarray, ipc: int, seed: int, method: Method, default_keep: str = "easy") -> CondensedSet:
+    rng = np.random.default_rng(seed)
+    keep = method.params.get("keep", default_keep)
+    band = tuple(method.params["band"]) if "band" in method.params else None
+    orders = [idx[rank_by_score(scores[idx], keep, rng, band)] for idx in ctx.data.class_indices()]
+    return select_indices(ctx.data, orders, ipc, method)

@@ -1,0 +1,57 @@
+"""Per-sample scores derived from recorded training dynamics (numpy only).
+
+A dynamics file holds `/probs` float32 [R, E, N, K]: the softmax output for every training
+sample after each of E epochs in each of R proxy runs, and `/labels` [N]. Every score the
+coreset methods use is a cheap function of it, so one proxy training serves all of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .h5io import DataFileError, open_h5, read_array
+
+
+def load_dynamics(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a dynamics scores file, checking shapes."""
+    with open_h5(path, "scores") as f:
+        probs = read_array(f, "probs", ndim=4, dtype=np.floating).astype(np.float32)
+        labels = read_array(f, "labels", ndim=1, dtype=np.integer).astype(np.int64)
+    if probs.shape[2] != len(labels):
+        raise DataFileError(f"{path}: probs cover {probs.shape[2]} samples but labels {len(labels)}")
+    return {"probs": probs, "labels": labels}
+
+
+def el2n(probs: np.ndarray, labels: np.ndarray, epoch: int) -> np.ndarray:
+    """EL2N: mean over runs of ||softmax(f(x)) - onehot(y)||_2 after `epoch` (0-based) epochs."""
+    if not 0 <= epoch < probs.shape[1]:
+        raise ValueError(f"EL2N epoch {epoch} outside the recorded 0..{probs.shape[1] - 1}")
+    p = probs[:, epoch]  # [R, N, K]
+    onehot = np.eye(p.shape[-1], dtype=np.float32)[labels]
+    return np.linalg.norm(p - onehot[None], axis=-1).mean(axis=0)
+
+
+def el2n_soft(probs: np.ndarray, teacher_probs: np.ndarray, epoch: int) -> np.ndarray:
+    """EL2N-SL: distance to the teacher's soft label instead of the one-hot label."""
+    p = probs[:, epoch]
+    return np.linalg.norm(p - teacher_probs[None], axis=-1).mean(axis=0)
+
+
+def forgetting(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Forgetting events: correct -> incorrect flips between consecutive records, mean over runs.
+
+    A sample never classified correctly in a run counts as forgotten more often than any
+    learned sample can be (infinity), so it ranks as most forgotten.
+    """
+    correct = probs.argmax(-1) == labels[None, None, :]  # [R, E, N]
+    flips = (correct[:, :-1] & ~correct[:, 1:]).sum(axis=1).astype(np.float64)  # [R, N]
+    never = ~correct.any(axis=1)
+    flips[never] = np.inf
+    return flips.mean(axis=0)
+
+
+def p_true(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """p(y | x) per run and epoch: [R, E, N]."""
+    return np.take_along_axis(probs, labels[None, None, :, None], axis=-1)[..., 0]
