@@ -82,11 +82,17 @@ def method_inputs(wildcards):
 
 
 def protocol_spec(wildcards):
-    return as_json(resolve_protocol(wildcards.protocol, config["protocols"][wildcards.protocol]).to_dict())
+    return as_json(
+        resolve_protocol(
+            wildcards.protocol, config["protocols"][wildcards.protocol]
+        ).to_dict()
+    )
 
 
 def protocol_teachers(wildcards):
-    names = resolve_protocol(wildcards.protocol, config["protocols"][wildcards.protocol]).teachers
+    names = resolve_protocol(
+        wildcards.protocol, config["protocols"][wildcards.protocol]
+    ).teachers
     return [f"results/{wildcards.dataset}/teachers/{t}.pt" for t in names]
 
 

@@ -1,17 +1,17 @@
 rule prepare_dataset:
     output:
         "resources/datasets/{dataset}.h5",
-    params:
-        spec=dataset_spec,
     log:
         "logs/{dataset}/prepare_dataset.log",
     benchmark:
         "benchmarks/{dataset}/prepare_dataset.tsv"
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(30),
-    conda:
-        "../envs/data.yaml"
+    params:
+        spec=dataset_spec,
     script:
         "../scripts/prepare_dataset.py"

@@ -3,22 +3,22 @@ rule evaluate:
         unpack(evaluate_inputs),
     output:
         metrics="results/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.json",
-    params:
-        protocol=protocol_spec,
-        student=student_spec,
-        checkpoint=checkpoint_path,
-        device=config["device"],
     log:
         "logs/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.log",
     benchmark:
         "benchmarks/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: config["eval_threads"]
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(120),
         gpu=1 if config["device"] != "cpu" else 0,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        protocol=protocol_spec,
+        student=student_spec,
+        checkpoint=checkpoint_path,
+        device=config["device"],
     script:
         "../scripts/evaluate.py"
 
@@ -28,22 +28,22 @@ rule evaluate_full_train:
         unpack(reference_inputs),
     output:
         metrics="results/{dataset}/eval/{protocol}/{student}/full_train/s{seed}.json",
+    log:
+        "logs/{dataset}/eval/{protocol}/{student}/full_train/s{seed}.log",
+    benchmark:
+        "benchmarks/{dataset}/eval/{protocol}/{student}/full_train/s{seed}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: config["eval_threads"]
+    resources:
+        mem_mb=scaled(6000),
+        runtime=scaled(240),
+        gpu=1 if config["device"] != "cpu" else 0,
     params:
         protocol=protocol_spec,
         student=student_spec,
         reference_epochs=reference_epochs,
         checkpoint=checkpoint_path,
         device=config["device"],
-    log:
-        "logs/{dataset}/eval/{protocol}/{student}/full_train/s{seed}.log",
-    benchmark:
-        "benchmarks/{dataset}/eval/{protocol}/{student}/full_train/s{seed}.tsv"
-    threads: config["eval_threads"]
-    resources:
-        mem_mb=scaled(6000),
-        runtime=scaled(240),
-        gpu=1 if config["device"] != "cpu" else 0,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/evaluate.py"

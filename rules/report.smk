@@ -7,11 +7,11 @@ rule accuracy_table:
         md="results/tables/accuracy.md",
     log:
         "logs/tables/accuracy.log",
+    conda:
+        "../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/report.yaml"
     script:
         "../scripts/accuracy_table.py"

@@ -3,19 +3,19 @@ rule record_dynamics:
         dataset=dataset_file,
     output:
         "results/{dataset}/scores/{scorer}.h5",
-    params:
-        spec=scorer_spec,
-        device=config["device"],
     log:
         "logs/{dataset}/scores/{scorer}.log",
     benchmark:
         "benchmarks/{dataset}/scores/{scorer}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: config["threads"]
     resources:
         mem_mb=scaled(6000),
         runtime=scaled(240),
         gpu=1 if config["device"] != "cpu" else 0,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        spec=scorer_spec,
+        device=config["device"],
     script:
         "../scripts/record_dynamics.py"

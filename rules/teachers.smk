@@ -4,20 +4,20 @@ rule train_teacher:
     output:
         checkpoint="results/{dataset}/teachers/{teacher}.pt",
         summary="results/{dataset}/teachers/{teacher}.json",
-    params:
-        spec=teacher_spec,
-        device=config["device"],
     log:
         "logs/{dataset}/teachers/{teacher}.log",
     benchmark:
         "benchmarks/{dataset}/teachers/{teacher}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: config["threads"]
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(120),
         gpu=1 if config["device"] != "cpu" else 0,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        spec=teacher_spec,
+        device=config["device"],
     script:
         "../scripts/train_teacher.py"
 
@@ -28,17 +28,17 @@ rule extract_features:
         teacher="results/{dataset}/teachers/{teacher}.pt",
     output:
         "results/{dataset}/features/{teacher}.h5",
-    params:
-        device=config["device"],
     log:
         "logs/{dataset}/features/{teacher}.log",
     benchmark:
         "benchmarks/{dataset}/features/{teacher}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: config["threads"]
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(30),
-    conda:
-        "../envs/torch.yaml"
+    params:
+        device=config["device"],
     script:
         "../scripts/extract_features.py"

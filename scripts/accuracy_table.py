@@ -7,4 +7,6 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 from ddbench.tables import write_accuracy_table  # noqa: E402
 
 smk = snakemake  # noqa: F821
-write_accuracy_table(list(smk.input.metrics) + list(smk.input.reference), smk.output.csv, smk.output.md)
+write_accuracy_table(
+    list(smk.input.metrics) + list(smk.input.reference), smk.output.csv, smk.output.md
+)

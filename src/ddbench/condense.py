@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from .datasets import load_dataset
+from .h5io import DataFileError
 from .methods import Context, get_method_class
 
 
@@ -36,6 +39,10 @@ def run_method(
         from .scores import load_dynamics
 
         ctx.scores = load_dynamics(scores)
+        if not np.array_equal(ctx.scores["labels"], data.train_labels):
+            raise DataFileError(
+                f"{scores}: scores were computed for another training split than {dataset_path}"
+            )
     if teacher or prior or method.requires & {"teacher", "prior"}:
         from .engine import resolve_device, set_determinism
 

@@ -43,7 +43,29 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-_Validator = _with_defaults(jsonschema.Draft7Validator)
+def _is_integer(checker, instance) -> bool:
+    # 1.0 is not an IPC: it would become the path component "ipc1.0"
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    _with_defaults(jsonschema.Draft202012Validator),
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
+def _check_keys(node, parts=()) -> None:
+    """Every mapping key must be a string (YAML turns `1:` or `~:` into int / None keys)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"config error at {_path([*parts, str(key)])}: key {key!r} must be a string"
+                )
+            _check_keys(value, (*parts, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_keys(value, (*parts, i))
 
 
 def _path(parts) -> str:
@@ -56,20 +78,29 @@ def _path(parts) -> str:
 def _schema_error(err: jsonschema.ValidationError, prefix: str = "") -> ConfigError:
     where = _path([*([prefix] if prefix else []), *err.absolute_path])
     if err.validator == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})), key=str)
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
-        return ConfigError(f"config error at {where}: unknown key(s) {', '.join(map(repr, extra))} (allowed: {allowed})")
+        return ConfigError(
+            f"config error at {where}: unknown key(s) {', '.join(map(repr, extra))} (allowed: {allowed})"
+        )
     if err.validator == "enum":
-        return ConfigError(f"config error at {where}: {err.instance!r} is not one of {err.validator_value}")
-    if err.validator == "propertyNames":
-        return ConfigError(f"config error at {where}: name {err.instance!r} must use only letters, digits and '_'")
+        return ConfigError(
+            f"config error at {where}: {err.instance!r} is not one of {err.validator_value}"
+        )
+    if "propertyNames" in err.schema_path:
+        return ConfigError(
+            f"config error at {where}: name {err.instance!r} must use only letters, digits and '_'"
+        )
     return ConfigError(f"config error at {where}: {err.message}")
 
 
 def validate_schema(config: dict, sub_schema: dict | None = None, prefix: str = "") -> dict:
     """Validate against the schema, filling defaults in place; raise the most relevant error."""
-    validator = _Validator(sub_schema or schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: (-len(e.absolute_path), str(e.absolute_path)))
+    _check_keys(config, (prefix,) if prefix else ())
+    validator = _Validator(schema() if sub_schema is None else sub_schema)
+    errors = sorted(
+        validator.iter_errors(config), key=lambda e: (-len(e.absolute_path), str(e.absolute_path))
+    )
     if errors:
         raise _schema_error(jsonschema.exceptions.best_match(errors), prefix)
     return config
@@ -134,8 +165,10 @@ def _check_teachers(config: dict) -> None:
 
 def _require(config: dict, section: str, value: str, where: str) -> None:
     if value not in config.get(section, {}):
-        known = ", ".join(sorted(config.get(section, {}))) or "none configured"
-        raise ConfigError(f"config error at {where}: {value!r} is not a configured {section[:-1]} (known: {known})")
+        known = ", ".join(sorted(map(str, config.get(section, {})))) or "none configured"
+        raise ConfigError(
+            f"config error at {where}: {value!r} is not a configured {section[:-1]} (known: {known})"
+        )
 
 
 def _check_methods(config: dict) -> None:
@@ -154,8 +187,22 @@ def _check_methods(config: dict) -> None:
         validate_schema(params, cls.param_schema, prefix=f"methods.{name}")
         spec.update(params)  # defaults filled by the method's schema
         method = cls(**params)
-        section_of = {"teacher": "teachers", "features": "teachers", "scores": "scorers", "prior": "priors"}
-        param_of = {"teacher": "teacher", "features": "features", "scores": "scorer", "prior": "prior"}
+        try:
+            method.check_params()
+        except ValueError as exc:
+            raise ConfigError(f"config error at methods.{name}.{exc}") from None
+        section_of = {
+            "teacher": "teachers",
+            "features": "teachers",
+            "scores": "scorers",
+            "prior": "priors",
+        }
+        param_of = {
+            "teacher": "teacher",
+            "features": "features",
+            "scores": "scorer",
+            "prior": "prior",
+        }
         for need, ref in method.input_names().items():
             _require(config, section_of[need], ref, f"methods.{name}.{param_of[need]}")
 
@@ -174,19 +221,31 @@ def _check_protocols(config: dict) -> None:
                 "labels; list at least one teacher"
             )
         if p.preset == "mt" and len(set(p.teachers)) < 2:
-            raise ConfigError(f"config error at protocols.{name}.teachers: multi-teacher needs two or more distinct teachers")
+            raise ConfigError(
+                f"config error at protocols.{name}.teachers: multi-teacher needs two or more "
+                f"distinct teachers (got {list(p.teachers)})"
+            )
 
 
 def _check_exclude(config: dict) -> None:
-    section = {"dataset": "datasets", "method": "methods", "protocol": "protocols", "student": "students"}
+    section = {
+        "dataset": "datasets",
+        "method": "methods",
+        "protocol": "protocols",
+        "student": "students",
+    }
     for i, rule in enumerate(config["exclude"]):
         for key, value in rule.items():
             if key in section:
                 _require(config, section[key], value, f"exclude[{i}].{key}")
             elif key == "ipc" and value not in config["ipcs"]:
-                raise ConfigError(f"config error at exclude[{i}].ipc: {value} is not in ipcs {config['ipcs']}")
+                raise ConfigError(
+                    f"config error at exclude[{i}].ipc: {value} is not in ipcs {config['ipcs']}"
+                )
             elif key == "seed" and value not in config["seeds"]:
-                raise ConfigError(f"config error at exclude[{i}].seed: {value} is not in seeds {config['seeds']}")
+                raise ConfigError(
+                    f"config error at exclude[{i}].seed: {value} is not in seeds {config['seeds']}"
+                )
 
 
 def _check_sources(config: dict) -> None:
@@ -215,7 +274,12 @@ def excluded(config: dict, cell: dict) -> bool:
 def grid(config: dict) -> Iterator[dict]:
     """Every (dataset, ipc, method, protocol, student, seed) cell not excluded."""
     for ds, ipc, m, p, st, s in itertools.product(
-        config["datasets"], config["ipcs"], config["methods"], config["protocols"], config["students"], config["seeds"]
+        config["datasets"],
+        config["ipcs"],
+        config["methods"],
+        config["protocols"],
+        config["students"],
+        config["seeds"],
     ):
         cell = dict(zip(GRID_KEYS, (ds, ipc, m, p, st, s), strict=True))
         if not excluded(config, cell):

@@ -78,6 +78,7 @@ def prepare_dataset(name: str, spec: dict, out: str | os.PathLike) -> dict:
         },
         created_by="ddbench.datasets.prepare_dataset",
         params=spec,
+        compress=False,  # read by every job: uncompressed uint8 loads fastest
         attrs={
             "name": name,
             "classes": json.dumps(list(raw.classes)),
@@ -97,29 +98,47 @@ def prepare_dataset(name: str, spec: dict, out: str | os.PathLike) -> dict:
     }
 
 
-def load_dataset(path: str | os.PathLike) -> ImageData:
-    """Read a prepared dataset file, checking format, shapes, dtypes and label range."""
+def load_dataset(path: str | os.PathLike, train_images: bool = True) -> ImageData:
+    """Read a prepared dataset file, checking format, shapes, dtypes and label range.
+
+    `train_images=False` skips the training images (an empty [0,H,W,C] array stands in);
+    labels, classes and normalisation are always read. Evaluation needs no more.
+    """
     path = Path(path)
     with open_h5(path, "dataset") as f:
         arrays = {}
         for split in ("train", "test"):
+            if split == "train" and not train_images:
+                if "train/images" not in f or f["train/images"].ndim != 4:
+                    raise DataFileError(f"{path}: missing or malformed 'train/images'")
+                images = np.zeros((0, *f["train/images"].shape[1:]), dtype=np.uint8)
+                labels = read_array(f, "train/labels", ndim=1, dtype=np.integer).astype(np.int64)
+                arrays[split] = (images, labels)
+                continue
             images = read_array(f, f"{split}/images", ndim=4, dtype=np.uint8)
             labels = read_array(f, f"{split}/labels", ndim=1, dtype=np.integer).astype(np.int64)
-            if len(images) != len(labels):
+            if len(images) != len(labels) and len(images):
                 raise DataFileError(
                     f"{path}: {split} has {len(images)} images but {len(labels)} labels"
                 )
             arrays[split] = (images, labels)
-        classes = json.loads(f.attrs["classes"])
-        mean = [float(v) for v in np.atleast_1d(f.attrs["mean"])]
-        std = [float(v) for v in np.atleast_1d(f.attrs["std"])]
+        try:
+            classes = json.loads(f.attrs["classes"])
+            mean = [float(v) for v in np.atleast_1d(f.attrs["mean"])]
+            std = [float(v) for v in np.atleast_1d(f.attrs["std"])]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DataFileError(
+                f"{path}: missing or bad attribute (classes, mean, std): {exc}"
+            ) from None
         name = str(f.attrs.get("name", path.stem))
     k = len(classes)
     for split, (images, labels) in arrays.items():
         if len(labels) and (labels.min() < 0 or labels.max() >= k):
             raise DataFileError(f"{path}: {split} labels outside 0..{k - 1}")
         if images.shape[1:] != arrays["train"][0].shape[1:]:
-            raise DataFileError(f"{path}: {split} image shape {images.shape[1:]} differs from train")
+            raise DataFileError(
+                f"{path}: {split} image shape {images.shape[1:]} differs from train"
+            )
     return ImageData(
         name=name,
         train_images=arrays["train"][0],

@@ -42,14 +42,21 @@ def record_dynamics(
         model = make_model(spec, data)
         protocol = teacher_protocol(name, {**spec, "epochs": epochs})
 
-        def record(epoch: int, m, r=r) -> None:
+        def record(epoch: int, m, r=r, protocol=protocol) -> None:
             logits = predict(m, images, protocol.eval_batch_size, device=dev)
             probs[r, epoch] = F.softmax(logits, dim=1).numpy()
             m.train()
 
         train(
-            model, images, labels, protocol, seed, n_full=len(images), device=dev,
-            desc=f"dynamics {name} run {r + 1}/{runs}", on_epoch_end=record,
+            model,
+            images,
+            labels,
+            protocol,
+            seed,
+            n_full=len(images),
+            device=dev,
+            desc=f"dynamics {name} run {r + 1}/{runs}",
+            on_epoch_end=record,
         )
     write_h5(
         out,

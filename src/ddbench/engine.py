@@ -68,7 +68,9 @@ class Classifier(torch.nn.Module):
         return self.backbone.features(self.norm(x))
 
 
-def build_classifier(model_name: str, num_classes: int, in_chans: int, image_size: int, mean, std, **kw):
+def build_classifier(
+    model_name: str, num_classes: int, in_chans: int, image_size: int, mean, std, **kw
+):
     """create_model wrapped with the dataset's normalisation."""
     from .models import create_model
 
@@ -124,12 +126,17 @@ def predict(
     """Logits for a float image tensor, batched, in eval mode."""
     device = device or next(model.parameters()).device
     model.eval()
-    out = [model(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+    out = [
+        model(images[i : i + batch_size].to(device)).float().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out) if out else torch.empty(0)
 
 
 @torch.no_grad()
-def embed(model: Classifier, images: torch.Tensor, batch_size: int = 512, device=None) -> torch.Tensor:
+def embed(
+    model: Classifier, images: torch.Tensor, batch_size: int = 512, device=None
+) -> torch.Tensor:
     """Penultimate features, batched, in eval mode."""
     device = device or next(model.parameters()).device
     model.eval()
@@ -140,7 +147,9 @@ def embed(model: Classifier, images: torch.Tensor, batch_size: int = 512, device
     return torch.cat(out)
 
 
-def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
+def accuracy(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512
+) -> float:
     """Top-1 accuracy in percent."""
     logits = predict(model, images, batch_size)
     return float((logits.argmax(1) == labels).float().mean().item() * 100.0)
@@ -186,7 +195,13 @@ def train(
     if protocol.labels == "soft" and soft_labels is None:
         if not teachers:
             raise ValueError(f"protocol {protocol.name}: soft labels need a teacher")
-        soft_labels = teacher_probs(teachers, images.to(device), T).cpu()
+        bsz = protocol.eval_batch_size
+        soft_labels = torch.cat(
+            [
+                teacher_probs(teachers, images[i : i + bsz].to(device), T).cpu()
+                for i in range(0, n, bsz)
+            ]
+        )
     if protocol.labels == "kd" and not teachers:
         raise ValueError(f"protocol {protocol.name}: online KD needs at least one teacher")
 

@@ -37,7 +37,7 @@ def evaluate_set(
     budget in `epochs` is replaced by `reference_epochs`.
     """
     dev = resolve_device(device)
-    data = load_dataset(dataset_path)
+    data = load_dataset(dataset_path, train_images=condensed_path is None)
     if condensed_path is None:
         images = torch.from_numpy(data.train_float())
         labels = torch.from_numpy(data.train_labels)
@@ -45,7 +45,9 @@ def evaluate_set(
         if protocol.full_epochs is None:
             protocol = replace(protocol, epochs=int(reference_epochs or 1))
     else:
-        cset = CondensedSet.load(condensed_path, data.num_classes, (data.in_chans, data.image_size, data.image_size))
+        cset = CondensedSet.load(
+            condensed_path, data.num_classes, (data.in_chans, data.image_size, data.image_size)
+        )
         images = torch.from_numpy(cset.images)
         labels = torch.from_numpy(cset.labels)
         method, ipc, source_sha = cset.method, cset.ipc, file_sha256(condensed_path)
@@ -53,12 +55,28 @@ def evaluate_set(
     set_determinism(seed, threads)
     student = make_model(student_spec, data)
     result = train(
-        student, images, labels, protocol, seed, n_full=len(data.train_labels), teachers=teachers,
-        device=dev, desc=f"{protocol.name}/{student_name}/{method}",
+        student,
+        images,
+        labels,
+        protocol,
+        seed,
+        n_full=len(data.train_labels),
+        teachers=teachers,
+        device=dev,
+        desc=f"{protocol.name}/{student_name}/{method}",
     )
-    acc = accuracy(student.cpu(), torch.from_numpy(data.test_float()), torch.from_numpy(data.test_labels), protocol.eval_batch_size)
+    acc = accuracy(
+        student.cpu(),
+        torch.from_numpy(data.test_float()),
+        torch.from_numpy(data.test_labels),
+        protocol.eval_batch_size,
+    )
     soft_bytes = len(images) * data.num_classes * 4 if protocol.labels == "soft" else 0
-    teacher_images = result.steps * protocol.effective_batch(len(images)) * len(teachers) if protocol.labels == "kd" else 0
+    teacher_images = (
+        result.steps * protocol.effective_batch(len(images)) * len(teachers)
+        if protocol.labels == "kd"
+        else 0
+    )
     if protocol.labels == "soft":
         teacher_images = len(images) * len(teachers)
     metrics = {
@@ -82,7 +100,9 @@ def evaluate_set(
         "soft_label_bytes": soft_bytes,
         "teacher_forward_images": teacher_images,
         "protocol_params": protocol.to_dict(),
-        "config_sha256": config_sha256({"protocol": protocol.to_dict(), "student": student_spec, "seed": seed}),
+        "config_sha256": config_sha256(
+            {"protocol": protocol.to_dict(), "student": student_spec, "seed": seed}
+        ),
         "condensed_sha256": source_sha,
         "device": str(dev),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),

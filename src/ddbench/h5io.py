@@ -24,6 +24,15 @@ FORMATS = {
 }
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 class DataFileError(ValueError):
     """A file on disk is missing, corrupt or not what the reader expects."""
 
@@ -54,6 +63,7 @@ def atomic_path(path: str | os.PathLike):
         yield Path(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -86,6 +96,7 @@ def write_h5(
     params: Any = None,
     seed: int | None = None,
     attrs: dict[str, Any] | None = None,
+    compress: bool = True,
 ) -> None:
     """Write `datasets` (path inside file -> array) atomically with ddbench provenance attributes."""
     fmt = FORMATS[kind]
@@ -101,13 +112,16 @@ def write_h5(
                 f.attrs[key] = _attr_value(value)
             for name, array in datasets.items():
                 array = np.asarray(array)
-                opts = {"compression": "gzip", "compression_opts": 4} if array.size > 4096 else {}
+                big = compress and array.size > 4096
+                opts = {"compression": "gzip", "compression_opts": 4} if big else {}
                 f.create_dataset(name, data=array, **opts)
 
 
 def _attr_value(value: Any):
     if isinstance(value, (dict, list, tuple)) and not (
-        isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value)
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, (int, float)) for v in value)
     ):
         return json.dumps(value, sort_keys=True)
     if value is None:

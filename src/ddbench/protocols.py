@@ -124,14 +124,14 @@ def resolve_protocol(name: str, spec: dict) -> Protocol:
     spec = dict(spec)
     preset = spec.pop("preset", name)
     if preset not in PRESETS:
-        raise ValueError(f"protocols.{name}.preset: unknown preset {preset!r} (known: {sorted(PRESETS)})")
+        raise ValueError(f"unknown preset {preset!r} (known: {sorted(PRESETS)})")
     merged = {**PRESETS[preset], **spec}
     known = {f.name for f in fields(Protocol)}
     extra = {k: merged.pop(k) for k in list(merged) if k not in known}
     if merged.get("epochs") is None and merged.get("full_epochs") is None:
-        raise ValueError(f"protocols.{name}: give a budget, `epochs` or `full_epochs`")
+        raise ValueError("give a budget, `epochs` or `full_epochs`")
     if merged.get("epochs") is not None and merged.get("full_epochs") is not None:
-        raise ValueError(f"protocols.{name}: give `epochs` or `full_epochs`, not both")
+        raise ValueError("give `epochs` or `full_epochs`, not both")
     merged["teachers"] = tuple(merged.get("teachers") or ())
     if "rrc_scale" in merged:
         merged["rrc_scale"] = tuple(merged["rrc_scale"])

@@ -20,7 +20,13 @@ def load_dynamics(path: str | os.PathLike) -> dict[str, np.ndarray]:
         probs = read_array(f, "probs", ndim=4, dtype=np.floating).astype(np.float32)
         labels = read_array(f, "labels", ndim=1, dtype=np.integer).astype(np.int64)
     if probs.shape[2] != len(labels):
-        raise DataFileError(f"{path}: probs cover {probs.shape[2]} samples but labels {len(labels)}")
+        raise DataFileError(
+            f"{path}: probs cover {probs.shape[2]} samples but labels {len(labels)}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= probs.shape[3]):
+        raise DataFileError(f"{path}: labels outside 0..{probs.shape[3] - 1}")
+    if not np.isfinite(probs).all():
+        raise DataFileError(f"{path}: probs contain NaN or infinite values")
     return {"probs": probs, "labels": labels}
 
 

@@ -28,12 +28,16 @@ def kcenter_order(features: np.ndarray, k: int, first: int) -> np.ndarray:
     """Greedy k-center (farthest point first), starting from index `first`."""
     x = np.asarray(features, dtype=np.float64)
     k = min(k, len(x))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
     chosen = [int(first)]
     dist = np.linalg.norm(x - x[first], axis=1)
+    dist[first] = -np.inf  # never pick a chosen point again, even among duplicates
     for _ in range(1, k):
         i = int(np.argmax(dist))
         chosen.append(i)
         dist = np.minimum(dist, np.linalg.norm(x - x[i], axis=1))
+        dist[chosen] = -np.inf
     return np.asarray(chosen, dtype=np.int64)
 
 
@@ -44,7 +48,9 @@ def covering_radius(features: np.ndarray, centers: np.ndarray) -> float:
     return float(d.min(axis=1).max())
 
 
-def rank_by_score(scores: np.ndarray, keep: str, rng: np.random.Generator, band: tuple[float, float] | None = None) -> np.ndarray:
+def rank_by_score(
+    scores: np.ndarray, keep: str, rng: np.random.Generator, band: tuple[float, float] | None = None
+) -> np.ndarray:
     """Order of indices by score: `easy` lowest first, `hard` highest first, `band` a quantile window.
 
     Ties (and the order inside a band) are broken by `rng`, so a seed changes only tie order.
@@ -54,9 +60,11 @@ def rank_by_score(scores: np.ndarray, keep: str, rng: np.random.Generator, band:
     if keep == "easy":
         return np.lexsort((tiebreak, s))
     if keep == "hard":
-        return np.lexsort((tiebreak, -np.where(np.isinf(s), np.finfo(np.float64).max, s)))
+        return np.lexsort((tiebreak, -np.where(np.isposinf(s), np.finfo(np.float64).max, s)))
     if keep == "band":
         lo, hi = band if band is not None else (0.25, 0.75)
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"band must satisfy 0 <= lo <= hi <= 1, got {[lo, hi]}")
         ascending = np.lexsort((tiebreak, s))
         start, stop = int(np.floor(lo * len(s))), int(np.ceil(hi * len(s)))
         inside = ascending[start:stop]

@@ -207,9 +207,14 @@ def _digits_split(spec: dict):
         raise SourceError(f"digits: test_fraction must be in (0, 1), got {fraction!r}")
     bunch = load_digits()
     labels = np.asarray(bunch.target, dtype=np.int64)
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=0
-    )
+    try:
+        train_idx, test_idx = train_test_split(
+            np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=0
+        )
+    except ValueError as exc:
+        raise SourceError(
+            f"digits: test_fraction {fraction} leaves a split too small: {exc}"
+        ) from None
     return bunch, labels, np.asarray(train_idx), np.asarray(test_idx), fraction
 
 

@@ -52,7 +52,9 @@ def accuracy_markdown(agg: pd.DataFrame) -> str:
     for (ds, proto, student), part in agg.groupby(["dataset", "protocol", "student"], sort=True):
         model = part["student_model"].iloc[0]
         budgets = sorted({b for b in part["budget"].dropna()})
-        lines.append(f"## {ds} · protocol `{proto}` · student `{student}` ({model}) · budget {', '.join(budgets)}")
+        lines.append(
+            f"## {ds} · protocol `{proto}` · student `{student}` ({model}) · budget {', '.join(budgets)}"
+        )
         lines.append("")
         condensed = part[part["method"] != "full_train"]
         ipcs = sorted(int(i) for i in condensed["ipc"].dropna().unique())
@@ -62,7 +64,9 @@ def accuracy_markdown(agg: pd.DataFrame) -> str:
             cells = []
             for i in ipcs:
                 r = rows[rows["ipc"] == i]
-                cells.append(_fmt(r["accuracy_mean"].iloc[0], r["accuracy_std"].iloc[0]) if len(r) else "–")
+                cells.append(
+                    _fmt(r["accuracy_mean"].iloc[0], r["accuracy_std"].iloc[0]) if len(r) else "–"
+                )
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         full = part[part["method"] == "full_train"]
         if len(full):
@@ -76,7 +80,9 @@ def accuracy_markdown(agg: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_accuracy_table(paths: list[str | os.PathLike], csv_out: str | os.PathLike, md_out: str | os.PathLike) -> pd.DataFrame:
+def write_accuracy_table(
+    paths: list[str | os.PathLike], csv_out: str | os.PathLike, md_out: str | os.PathLike
+) -> pd.DataFrame:
     """Aggregate the given evaluation JSONs and write CSV (long format) and Markdown."""
     agg = aggregate(read_metrics(paths))
     with atomic_path(csv_out) as tmp:

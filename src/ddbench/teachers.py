@@ -45,8 +45,19 @@ def train_teacher(
     images = torch.from_numpy(data.train_float())
     labels = torch.from_numpy(data.train_labels)
     t0 = time.perf_counter()
-    result = train(model, images, labels, protocol, seed, n_full=len(images), device=dev, desc=f"teacher {name}")
-    acc = accuracy(model.cpu(), torch.from_numpy(data.test_float()), torch.from_numpy(data.test_labels))
+    result = train(
+        model,
+        images,
+        labels,
+        protocol,
+        seed,
+        n_full=len(images),
+        device=dev,
+        desc=f"teacher {name}",
+    )
+    acc = accuracy(
+        model.cpu(), torch.from_numpy(data.test_float()), torch.from_numpy(data.test_labels)
+    )
     save_checkpoint(model, spec, data, out_pt)
     summary = {
         "teacher": name,
@@ -72,11 +83,19 @@ def make_model(spec: dict, data: ImageData) -> Classifier:
     if spec.get("small_stem") is not None:
         kwargs["small_stem"] = spec["small_stem"]
     return build_classifier(
-        spec["model"], data.num_classes, data.in_chans, data.image_size, data.mean, data.std, **kwargs
+        spec["model"],
+        data.num_classes,
+        data.in_chans,
+        data.image_size,
+        data.mean,
+        data.std,
+        **kwargs,
     )
 
 
-def save_checkpoint(model: Classifier, spec: dict, data: ImageData, path: str | os.PathLike) -> None:
+def save_checkpoint(
+    model: Classifier, spec: dict, data: ImageData, path: str | os.PathLike
+) -> None:
     """Save weights and the architecture description, atomically."""
     payload = {
         "format": CHECKPOINT_FORMAT,

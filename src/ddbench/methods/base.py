@@ -41,7 +41,9 @@ def _load_plugins() -> None:
         try:
             ep.load()
         except Exception as exc:  # a broken plugin must not hide the built-ins
-            raise ImportError(f"method plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+            raise ImportError(
+                f"method plugin {ep.name!r} ({ep.value}) failed to load: {exc}"
+            ) from exc
 
 
 def list_methods() -> list[str]:
@@ -79,7 +81,11 @@ class Method:
     # {"teacher", "features", "scores", "prior"}; the parameter naming each is given below.
     requires: ClassVar[frozenset[str]] = frozenset()
     # JSON schema of the parameters (without `kind`), checked at config time.
-    param_schema: ClassVar[dict] = {"type": "object", "properties": {}, "additionalProperties": False}
+    param_schema: ClassVar[dict] = {
+        "type": "object",
+        "properties": {},
+        "additionalProperties": False,
+    }
 
     def __init__(self, **params):
         self.params = params
@@ -96,6 +102,9 @@ class Method:
         if "prior" in self.requires:
             out["prior"] = self.params["prior"]
         return out
+
+    def check_params(self) -> None:
+        """Checks a JSON schema cannot express; raise ValueError("param: what is wrong")."""
 
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
         raise NotImplementedError
@@ -116,16 +125,24 @@ class CondensedSet:
     source_indices: np.ndarray | None = None
     extra_attrs: dict = field(default_factory=dict)
 
-    def validate(self, num_classes: int, image_shape: tuple[int, int, int], where: str = "") -> None:
+    def validate(
+        self, num_classes: int, image_shape: tuple[int, int, int], where: str = ""
+    ) -> None:
         """Check shapes, dtype, value range, label range and exact class-balanced IPC."""
         where = where or f"condensed set {self.method}/ipc{self.ipc}"
         imgs = self.images
+        if imgs.dtype != np.float32:
+            raise DataFileError(f"{where}: images have dtype {imgs.dtype}, expected float32")
         if imgs.ndim != 4 or tuple(imgs.shape[1:]) != tuple(image_shape):
-            raise DataFileError(f"{where}: images have shape {imgs.shape}, expected [n, {', '.join(map(str, image_shape))}]")
+            raise DataFileError(
+                f"{where}: images have shape {imgs.shape}, expected [n, {', '.join(map(str, image_shape))}]"
+            )
         if not np.isfinite(imgs).all():
             raise DataFileError(f"{where}: images contain NaN or infinite values")
         if imgs.size and (imgs.min() < 0.0 or imgs.max() > 1.0):
-            raise DataFileError(f"{where}: pixel values outside [0, 1] (min {imgs.min():.3g}, max {imgs.max():.3g})")
+            raise DataFileError(
+                f"{where}: pixel values outside [0, 1] (min {imgs.min():.3g}, max {imgs.max():.3g})"
+            )
         if len(self.labels) != len(imgs):
             raise DataFileError(f"{where}: {len(imgs)} images but {len(self.labels)} labels")
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= num_classes):
@@ -133,11 +150,15 @@ class CondensedSet:
         counts = np.bincount(self.labels, minlength=num_classes)
         if (counts != self.ipc).any():
             bad = {int(c): int(n) for c, n in enumerate(counts) if n != self.ipc}
-            raise DataFileError(f"{where}: expected exactly {self.ipc} images per class, got {bad} for classes")
+            raise DataFileError(
+                f"{where}: expected exactly {self.ipc} images per class, got {bad} for classes"
+            )
         if self.soft_labels is not None:
             sl = self.soft_labels
             if sl.shape != (len(imgs), num_classes) or not np.isfinite(sl).all():
-                raise DataFileError(f"{where}: soft labels have shape {sl.shape} or non-finite values")
+                raise DataFileError(
+                    f"{where}: soft labels have shape {sl.shape} or non-finite values"
+                )
 
     def save(self, path: str | os.PathLike, *, created_by: str, seed: int) -> None:
         """Write atomically as `ddbench.condensed/1`."""
@@ -178,7 +199,11 @@ class CondensedSet:
         with open_h5(path, "condensed") as f:
             images = read_array(f, "images", ndim=4, dtype=np.floating).astype(np.float32)
             labels = read_array(f, "labels", ndim=1, dtype=np.integer).astype(np.int64)
-            soft = read_array(f, "soft_labels", ndim=2).astype(np.float32) if "soft_labels" in f else None
+            soft = (
+                read_array(f, "soft_labels", ndim=2).astype(np.float32)
+                if "soft_labels" in f
+                else None
+            )
             idx = read_array(f, "source_indices", ndim=1) if "source_indices" in f else None
             attrs = dict(f.attrs)
         try:
@@ -200,7 +225,9 @@ class CondensedSet:
         return cset
 
 
-def select_indices(data: ImageData, order_per_class: list[np.ndarray], ipc: int, method: Method) -> CondensedSet:
+def select_indices(
+    data: ImageData, order_per_class: list[np.ndarray], ipc: int, method: Method
+) -> CondensedSet:
     """A coreset from ranked training indices per class: the first `ipc` of each ranking.
 
     `method` names the kind; the workflow sets the variant name on the returned set.
@@ -208,7 +235,9 @@ def select_indices(data: ImageData, order_per_class: list[np.ndarray], ipc: int,
     chosen = []
     for c, order in enumerate(order_per_class):
         if len(order) < ipc:
-            raise ValueError(f"class {data.classes[c]!r} has {len(order)} training images, fewer than IPC {ipc}")
+            raise ValueError(
+                f"class {data.classes[c]!r} has {len(order)} training images, fewer than IPC {ipc}"
+            )
         chosen.append(np.asarray(order[:ipc], dtype=np.int64))
     idx = np.concatenate(chosen)
     images = data.train_images[idx].transpose(0, 3, 1, 2).astype(np.float32) / 255.0

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..scores import el2n, forgetting
 from ..selection import herding_order, kcenter_order, rank_by_score
-from .base import Context, CondensedSet, Method, register_method, select_indices
+from .base import CondensedSet, Context, Method, register_method, select_indices
 
 _FEATURES = {"type": "string", "description": "teacher whose penultimate features are used"}
 _SCORER = {"type": "string", "description": "dynamics scorer (config `scorers`)"}
@@ -65,8 +65,19 @@ _BAND = {
 }
 
 
+class _ScoreRanking(Method):
+    """Shared parameter checks of the score-ranking methods."""
+
+    def check_params(self) -> None:
+        band = self.params.get("band")
+        if band is not None and not band[0] <= band[1]:
+            raise ValueError(f"band: lower quantile {band[0]} exceeds upper {band[1]}")
+        if self.params.get("keep") == "band" and band is None:
+            raise ValueError("band: keep: band needs band: [lo, hi]")
+
+
 @register_method("el2n")
-class EL2N(Method):
+class EL2N(_ScoreRanking):
     """EL2N scores at an early proxy epoch; keep the easiest, hardest or a quantile band per class."""
 
     requires = frozenset({"scores"})
@@ -88,7 +99,7 @@ class EL2N(Method):
 
 
 @register_method("forgetting")
-class Forgetting(Method):
+class Forgetting(_ScoreRanking):
     """Forgetting-event counts; never-learned samples count as most forgotten."""
 
     requires = frozenset({"scores"})
@@ -104,7 +115,14 @@ class Forgetting(Method):
         return _rank_select(ctx, s, ipc, seed, self, default_keep="hard")
 
 
-def _rank_select(ctx: Context, scores: np.ndarray, ipc: int, seed: int, method: Method, default_keep: str = "easy") -> CondensedSet:
+def _rank_select(
+    ctx: Context,
+    scores: np.ndarray,
+    ipc: int,
+    seed: int,
+    method: Method,
+    default_keep: str = "easy",
+) -> CondensedSet:
     rng = np.random.default_rng(seed)
     keep = method.params.get("keep", default_keep)
     band = tuple(method.params["band"]) if "band" in method.params else None

@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny in-memory dataset and fake training dynamics (no files, no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+
+from ddbench.datasets import ImageData
+
+CLASSES = ["a", "b", "c"]
+IMAGE_SIZE = 6
+CHANNELS = 1
+
+
+def make_image_data(counts: Sequence[int] = (12, 12, 12), seed: int = 0) -> ImageData:
+    """`counts[c]` random uint8 6x6x1 training images of class c, labels interleaved (not sorted)."""
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.full(n, c, dtype=np.int64) for c, n in enumerate(counts)])
+    labels = labels[rng.permutation(len(labels))]
+    n = len(labels)
+    train = rng.integers(0, 256, size=(n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS), dtype=np.uint8)
+    # 36 random bytes per image: all images distinct, so an image identifies its index
+    assert len({img.tobytes() for img in train}) == n
+    test_labels = np.arange(2 * len(counts), dtype=np.int64) % len(counts)
+    test = rng.integers(
+        0, 256, size=(len(test_labels), IMAGE_SIZE, IMAGE_SIZE, CHANNELS), dtype=np.uint8
+    )
+    return ImageData(
+        name="tiny",
+        train_images=train,
+        train_labels=labels,
+        test_images=test,
+        test_labels=test_labels,
+        classes=list(CLASSES[: len(counts)]),
+        mean=[0.5] * CHANNELS,
+        std=[0.25] * CHANNELS,
+    )
+
+
+def make_dynamics(
+    labels: np.ndarray, runs: int = 2, epochs: int = 5, num_classes: int = 3, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Fake dynamics: random softmax outputs, float32 probs [R, E, N, K] and int64 labels [N]."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(runs, epochs, len(labels), num_classes)) * 2.0
+    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    return {"probs": probs.astype(np.float32), "labels": np.asarray(labels, dtype=np.int64)}
+
+
+@pytest.fixture
+def tiny_data() -> ImageData:
+    """3 classes ("a", "b", "c") x 12 training images of 6x6x1 uint8."""
+    return make_image_data()
+
+
+@pytest.fixture
+def fake_dynamics() -> Callable[..., dict[str, np.ndarray]]:
+    """Factory: fake_dynamics(labels, runs=2, epochs=5, num_classes=3, seed=0) -> dynamics dict."""
+    return make_dynamics
+
+
+@pytest.fixture
+def tiny_dynamics(tiny_data: ImageData) -> dict[str, np.ndarray]:
+    """Fake dynamics for `tiny_data`'s training labels."""
+    return make_dynamics(tiny_data.train_labels, num_classes=tiny_data.num_classes)
+
+
+@pytest.fixture
+def tiny_features(tiny_data: ImageData) -> np.ndarray:
+    """Random float32 [N, 8] features for `tiny_data`'s training images."""
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(len(tiny_data.train_labels), 8)).astype(np.float32)

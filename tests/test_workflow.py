@@ -1,0 +1,147 @@
+"""Workflow tests: the smoke grid end to end in a temp folder, then what reruns when things change."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+
+pytestmark = pytest.mark.workflow
+
+
+def smk(
+    workdir: Path, configfile: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(configfile), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job in a dry run's output."""
+    out = proc.stdout + proc.stderr
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not m:
+            continue
+        wc = re.search(r"wildcards: (.*)", block)
+        wildcards = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
+        jobs.append((m.group(1), wildcards))
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("smoke")
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    cfg = work / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    smk(work, cfg, "--cores", "2")
+    return work, config
+
+
+def test_smoke_outputs_at_design_paths(smoke_run):
+    work, config = smoke_run
+    assert (work / "resources/datasets/digits.h5").exists()
+    for t in config["teachers"]:
+        summary = json.loads((work / f"results/digits/teachers/{t}.json").read_text())
+        assert summary["test_accuracy"] > 50  # a real teacher, far above chance (10 %)
+        assert (work / f"results/digits/teachers/{t}.pt").exists()
+    assert (work / "results/digits/features/convnet.h5").exists()
+    assert (work / "results/digits/scores/dynamics.h5").exists()
+    n_eval = 0
+    for method in config["methods"]:
+        for ipc in config["ipcs"]:
+            cs = work / f"results/digits/condensed/{method}/ipc{ipc}/s0.h5"
+            with h5py.File(cs) as f:
+                assert f.attrs["format"] == "ddbench.condensed/1"
+                assert f.attrs["method"] == method
+                assert len(f["labels"]) == ipc * 10
+            for proto in config["protocols"]:
+                m = json.loads(
+                    (
+                        work / f"results/digits/eval/{proto}/convnet/{method}/ipc{ipc}/s0.json"
+                    ).read_text()
+                )
+                assert 0 <= m["accuracy"] <= 100 and m["seed"] == 0 and m["protocol"] == proto
+                for key in (
+                    "final_train_loss",
+                    "wall_time_s",
+                    "images_per_s",
+                    "peak_rss_mb",
+                    "config_sha256",
+                    "versions",
+                ):
+                    assert key in m
+                n_eval += 1
+    table = (work / "results/tables/accuracy.csv").read_text().splitlines()
+    assert len(table) == 1 + n_eval + len(
+        config["protocols"]
+    )  # every cell plus one reference row per protocol
+    assert "whole training set" in (work / "results/tables/accuracy.md").read_text()
+
+
+def test_hard_label_coresets_beat_chance(smoke_run):
+    work, _ = smoke_run
+    m = json.loads((work / "results/digits/eval/hl/convnet/random/ipc5/s0.json").read_text())
+    assert m["accuracy"] > 40
+
+
+def test_second_run_has_nothing_to_do(smoke_run):
+    work, _ = smoke_run
+    proc = smk(work, work / "config.yaml", "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_adding_an_ipc_schedules_only_selection_and_evaluation(smoke_run, tmp_path):
+    work, config = smoke_run
+    cfg = dict(config, ipcs=[*config["ipcs"], 2])
+    path = tmp_path / "more_ipc.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(smk(work, path, "-n"))
+    rules = {r for r, _ in jobs}
+    assert rules == {"condense", "evaluate", "accuracy_table", "all"}, rules
+    assert {w["ipc"] for r, w in jobs if r in ("condense", "evaluate")} == {"2"}
+    n_methods, n_protocols = len(config["methods"]), len(config["protocols"])
+    assert sum(r == "condense" for r, _ in jobs) == n_methods
+    assert sum(r == "evaluate" for r, _ in jobs) == n_methods * n_protocols
+
+
+def test_changing_one_method_reruns_only_its_descendants(smoke_run, tmp_path):
+    work, config = smoke_run
+    cfg = json.loads(json.dumps(config))
+    cfg["methods"]["el2n_easy"]["epoch"] = 0
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(smk(work, path, "-n"))
+    rules = {r for r, _ in jobs}
+    assert rules == {"condense", "evaluate", "accuracy_table", "all"}, rules
+    assert {w["method"] for r, w in jobs if r in ("condense", "evaluate")} == {"el2n_easy"}
+    assert sum(r == "evaluate" for r, _ in jobs) == len(config["ipcs"]) * len(config["protocols"])
+
+
+def test_bad_config_fails_before_any_job_and_names_the_key(smoke_run, tmp_path):
+    work, config = smoke_run
+    cfg = json.loads(json.dumps(config))
+    cfg["methods"]["herding"]["kind"] = "herdingg"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    before = {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
+    proc = smk(work, path, "--cores", "1", check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "methods.herding.kind" in err and "herdingg" in err and "Traceback" not in err
+    after = {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
+    assert before == after  # nothing already computed was touched
