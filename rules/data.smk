@@ -7,6 +7,7 @@ rule prepare_dataset:
         "benchmarks/{dataset}/prepare_dataset.tsv"
     conda:
         "../envs/data.yaml"
+    priority: 50
     threads: 1
     resources:
         mem_mb=scaled(4000),

@@ -9,6 +9,7 @@ rule record_dynamics:
         "benchmarks/{dataset}/scores/{scorer}.tsv"
     conda:
         "../envs/torch.yaml"
+    priority: 50
     threads: config["threads"]
     resources:
         mem_mb=scaled(6000),

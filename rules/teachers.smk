@@ -10,6 +10,7 @@ rule train_teacher:
         "benchmarks/{dataset}/teachers/{teacher}.tsv"
     conda:
         "../envs/torch.yaml"
+    priority: 50
     threads: config["threads"]
     resources:
         mem_mb=scaled(4000),
@@ -34,6 +35,7 @@ rule extract_features:
         "benchmarks/{dataset}/features/{teacher}.tsv"
     conda:
         "../envs/torch.yaml"
+    priority: 50
     threads: config["threads"]
     resources:
         mem_mb=scaled(4000),

@@ -4,6 +4,10 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 
+from ddbench.runinfo import log_job_context  # noqa: E402
+
+log_job_context()
+
 from ddbench.tables import write_accuracy_table  # noqa: E402
 
 smk = snakemake  # noqa: F821

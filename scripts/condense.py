@@ -5,6 +5,10 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 
+from ddbench.runinfo import log_job_context  # noqa: E402
+
+log_job_context()
+
 from ddbench.condense import run_method  # noqa: E402
 
 inp = snakemake.input  # noqa: F821

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The tests: install what is missing, lint the workflow and the code, then pytest
+# (unit tests and the workflow tests on config/smoke.yaml). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+bash install.sh
+echo ">> snakemake --lint"
+.venv/bin/snakemake --lint --configfile config/smoke.yaml
+echo ">> snakefmt --check"
+.venv/bin/snakefmt --check Snakefile rules
+echo ">> ruff"
+.venv/bin/ruff check src scripts tests bench
+echo ">> pytest"
+.venv/bin/python -m pytest -q "$@"
