@@ -3,6 +3,7 @@ import json
 
 from ddbench.config import ConfigError, excluded, grid, method_params, validate_config
 from ddbench.methods import get_method_class
+from ddbench.methods.external import external_inputs
 from ddbench.protocols import resolve_protocol
 
 try:
@@ -66,10 +67,20 @@ def method_spec(wildcards):
 
 
 def method_inputs(wildcards):
-    """The dataset plus the IPC-independent targets the method kind declares."""
+    """The dataset plus the IPC-independent targets the method kind declares.
+
+    A method that requires `external` reads a set made elsewhere: its `path` pattern, filled
+    with the cell's ipc and seed (relative to the working directory), is an input, so
+    editing the file reruns the set and its evaluations.
+    """
     ds = wildcards.dataset
     inputs = {"dataset": f"resources/datasets/{ds}.h5"}
-    for need, name in method_object(wildcards.method).input_names().items():
+    method = method_object(wildcards.method)
+    if "external" in method.requires:
+        inputs.update(
+            external_inputs(method.params["path"], wildcards.ipc, wildcards.seed)
+        )
+    for need, name in method.input_names().items():
         if need == "teacher":
             inputs["teacher"] = f"results/{ds}/teachers/{name}.pt"
         elif need == "features":

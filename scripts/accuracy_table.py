@@ -1,4 +1,4 @@
-"""Snakemake adapter: aggregate every evaluation into results/tables/accuracy.{csv,md}."""
+"""Snakemake adapter: aggregate every evaluation into results/tables/accuracy.{csv,md,tex,html}."""
 
 import sys
 
@@ -12,5 +12,9 @@ from ddbench.tables import write_accuracy_table  # noqa: E402
 
 smk = snakemake  # noqa: F821
 write_accuracy_table(
-    list(smk.input.metrics) + list(smk.input.reference), smk.output.csv, smk.output.md
+    list(smk.input.metrics) + list(smk.input.reference),
+    smk.output.csv,
+    smk.output.md,
+    smk.output.get("tex"),
+    smk.output.get("html"),
 )

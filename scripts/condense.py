@@ -23,6 +23,7 @@ summary = run_method(
     scores=inp.get("scores"),
     teacher=inp.get("teacher"),
     prior=inp.get("prior"),
+    external=inp.get("external"),
     device=snakemake.params.device,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
 )

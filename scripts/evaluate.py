@@ -5,7 +5,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 
-from ddbench.runinfo import log_job_context  # noqa: E402
+from ddbench.runinfo import log_job_context, run_job  # noqa: E402
 
 log_job_context()
 
@@ -17,7 +17,8 @@ spec = json.loads(smk.params.protocol)
 name = spec.pop("name")
 spec.pop("extra", None)
 protocol = resolve_protocol(name, spec)
-metrics = evaluate_set(
+metrics = run_job(
+    evaluate_set,
     smk.input.dataset,
     smk.input.get("condensed"),
     protocol,

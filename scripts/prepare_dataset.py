@@ -5,13 +5,14 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 
-from ddbench.runinfo import log_job_context  # noqa: E402
+from ddbench.runinfo import log_job_context, run_job  # noqa: E402
 
 log_job_context()
 
 from ddbench.datasets import prepare_dataset  # noqa: E402
 
-summary = prepare_dataset(
+summary = run_job(
+    prepare_dataset,
     snakemake.wildcards.dataset,  # noqa: F821
     json.loads(snakemake.params.spec),  # noqa: F821
     snakemake.output[0],  # noqa: F821

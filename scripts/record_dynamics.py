@@ -5,13 +5,14 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 
-from ddbench.runinfo import log_job_context  # noqa: E402
+from ddbench.runinfo import log_job_context, run_job  # noqa: E402
 
 log_job_context()
 
 from ddbench.dynamics import record_dynamics  # noqa: E402
 
-record_dynamics(
+run_job(
+    record_dynamics,
     snakemake.input.dataset,  # noqa: F821
     snakemake.wildcards.scorer,  # noqa: F821
     json.loads(snakemake.params.spec),  # noqa: F821

@@ -5,13 +5,14 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 
-from ddbench.runinfo import log_job_context  # noqa: E402
+from ddbench.runinfo import log_job_context, run_job  # noqa: E402
 
 log_job_context()
 
 from ddbench.teachers import train_teacher  # noqa: E402
 
-summary = train_teacher(
+summary = run_job(
+    train_teacher,
     snakemake.input.dataset,  # noqa: F821
     snakemake.wildcards.teacher,  # noqa: F821
     json.loads(snakemake.params.spec),  # noqa: F821

@@ -26,6 +26,7 @@ KNOWN_PARAMS = {
     "kcenter": {"features": "teacher_a"},
     "el2n": {"scorer": "proxy", "epoch": 2, "keep": "easy"},
     "forgetting": {"scorer": "proxy"},
+    "cad_prune": {"scorer": "proxy", "budget": 5, "window_j": 2, "window_w": 2},
 }
 
 

@@ -23,10 +23,14 @@ def run_method(
     scores: str | None = None,
     teacher: str | None = None,
     prior: str | None = None,
+    external: str | None = None,
     device: str = "auto",
     threads: int | None = None,
 ) -> dict:
-    """Condense the dataset with method `name` (config `spec`) at `ipc`, seeded by `seed`."""
+    """Condense the dataset with method `name` (config `spec`) at `ipc`, seeded by `seed`.
+
+    `external` is the resolved file or folder of a method that reads a set made elsewhere.
+    """
     data = load_dataset(dataset_path)
     params = {k: v for k, v in spec.items() if k != "kind"}
     method = get_method_class(spec["kind"])(**params)
@@ -35,6 +39,7 @@ def run_method(
         from .features import load_features
 
         ctx.features = load_features(features, len(data.train_labels))
+        ctx.extras["features_path"] = features
     if scores:
         from .scores import load_dynamics
 
@@ -54,6 +59,8 @@ def run_method(
         ctx.teacher = load_teacher(teacher, data).to(ctx.device)
     if prior:
         ctx.extras["prior_path"] = prior
+    if external:
+        ctx.extras["external_path"] = str(external)
     cset = method.condense(ctx, int(ipc), int(seed))
     cset.method = name
     cset.validate(data.num_classes, (data.in_chans, data.image_size, data.image_size))

@@ -205,6 +205,8 @@ def train(
     if protocol.labels == "kd" and not teachers:
         raise ValueError(f"protocol {protocol.name}: online KD needs at least one teacher")
 
+    # mixed precision only where it pays off (CUDA); on CPU the fp32 path is unchanged
+    amp = bool(protocol.amp) and device.type == "cuda"
     history: list[float] = []
     step = 0
     seen = 0
@@ -228,7 +230,8 @@ def train(
             factor = _lr_factor(protocol, step, total)
             for g, lr in zip(opt.param_groups, base_lrs, strict=True):
                 g["lr"] = lr * factor
-            logits = model(x)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x).float()
             if protocol.labels == "hard":
                 y = labels[idx].to(device)
                 loss = F.cross_entropy(logits, y)

@@ -5,12 +5,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 
-from .datasets import load_dataset
-from .engine import embed, resolve_device, set_determinism
 from .h5io import DataFileError, open_h5, read_array, write_h5
-from .teachers import load_teacher
 
 
 def extract_features(
@@ -22,15 +18,23 @@ def extract_features(
     device: str = "auto",
     threads: int | None = None,
 ) -> dict:
-    """Embed every training image with the teacher and store `/features` [N, D]."""
+    """Embed every training image with the teacher; store `/features` [N, D] and `/logits` [N, K]."""
+    import torch
+
+    from .datasets import load_dataset
+    from .engine import embed, predict, resolve_device, set_determinism
+    from .teachers import load_teacher
+
     set_determinism(0, threads)
     data = load_dataset(dataset_path)
     teacher = load_teacher(teacher_path, data).to(resolve_device(device))
-    feats = embed(teacher, torch.from_numpy(data.train_float())).numpy().astype(np.float32)
+    images = torch.from_numpy(data.train_float())
+    feats = embed(teacher, images).numpy().astype(np.float32)
+    logits = predict(teacher, images).numpy().astype(np.float32)
     write_h5(
         out,
         "features",
-        {"features": feats, "labels": data.train_labels},
+        {"features": feats, "logits": logits, "labels": data.train_labels},
         created_by="ddbench.features.extract_features",
         params={"extractor": name},
         attrs={"extractor": name, "dataset": data.name},
@@ -38,10 +42,10 @@ def extract_features(
     return {"shape": list(feats.shape)}
 
 
-def load_features(path: str | os.PathLike, n_train: int) -> np.ndarray:
-    """Read `/features`, checking it covers the training split."""
+def load_features(path: str | os.PathLike, n_train: int, name: str = "features") -> np.ndarray:
+    """Read `/features` (or `/logits`: the teacher's outputs), checking it covers the training split."""
     with open_h5(path, "features") as f:
-        feats = read_array(f, "features", ndim=2, dtype=np.floating)
+        feats = read_array(f, name, ndim=2, dtype=np.floating)
     if len(feats) != n_train:
         raise DataFileError(f"{path}: {len(feats)} feature rows for {n_train} training images")
     if not np.isfinite(feats).all():

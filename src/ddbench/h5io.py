@@ -57,18 +57,36 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path in the target's folder; rename it onto `path` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for pattern in (f".{path.name}.*.tmp", f".{path.name}.*.tmp.paused"):  # left by a killed writer
+        for stale in path.parent.glob(pattern):
+            stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        _fault_pause(path, Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fault_pause(path: Path, tmp: Path) -> None:
+    """Fault injection for the interruption tests: pause between writing and renaming.
+
+    Active only when DDBENCH_FAULT_PAUSE_WRITE names a substring of the target path; a
+    marker file `<tmp>.paused` tells the test that the file is half-way (written, not renamed).
+    """
+    pattern = os.environ.get("DDBENCH_FAULT_PAUSE_WRITE")
+    if pattern and pattern in str(path):
+        Path(f"{tmp}.paused").write_text(str(path))
+        import time
+
+        time.sleep(float(os.environ.get("DDBENCH_FAULT_PAUSE_SECONDS", "30")))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

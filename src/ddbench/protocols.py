@@ -94,6 +94,7 @@ class Protocol:
     eval_batch_size: int = 512
     rrc_scale: tuple[float, float] = (0.08, 1.0)
     keep_checkpoint: bool = False
+    amp: bool = False
     extra: dict = field(default_factory=dict)
 
     def total_steps(self, n_train: int, n_full: int) -> int:

@@ -23,3 +23,21 @@ def log_job_context(stream=None) -> None:
     """One line `ddbench job: host=… slurm_job_id=…` on stderr (the rule's log)."""
     ctx = job_context()
     print("ddbench job: " + " ".join(f"{k}={v}" for k, v in ctx.items()), file=stream or sys.stderr)
+
+
+def run_job(fn, *args, **kwargs):
+    """Call a stage function; a known input problem ends the job with one clear log line.
+
+    Data, source and config errors name the file or key and what is wrong; a traceback would
+    only bury that line, so the job prints `ERROR: <message>` and exits with status 1.
+    Anything unexpected still raises with its traceback.
+    """
+    from .config import ConfigError
+    from .h5io import DataFileError
+    from .sources import SourceError
+
+    try:
+        return fn(*args, **kwargs)
+    except (DataFileError, SourceError, ConfigError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        sys.exit(1)

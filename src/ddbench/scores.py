@@ -61,3 +61,27 @@ def forgetting(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def p_true(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """p(y | x) per run and epoch: [R, E, N]."""
     return np.take_along_axis(probs, labels[None, None, :, None], axis=-1)[..., 0]
+
+
+def cad(
+    probs: np.ndarray, labels: np.ndarray, budget: int, window_j: int = 3, window_w: int = 3
+) -> np.ndarray:
+    """Compute-aware difficulty for a downstream budget of `budget` epochs.
+
+    U_k(x) = std over the J epochs k..k+J-1 of p(y|x); CAD(x) = mean of U_k over the W values
+    of k ending at K - J - 1 (K = budget), averaged over proxy runs. Epochs are 1-based in the
+    definition; record e (0-based) holds the prediction after e+1 epochs.
+    """
+    runs, epochs = probs.shape[:2]
+    last_k = budget - window_j - 1  # 1-based start of the last J-window
+    first_k = last_k - window_w + 1
+    if first_k < 1 or last_k + window_j - 1 > epochs:
+        raise ValueError(
+            f"CAD with K={budget}, J={window_j}, W={window_w} needs recorded epochs "
+            f"{max(first_k, 1)}..{last_k + window_j - 1}, but the dynamics hold 1..{epochs}"
+        )
+    pt = p_true(probs, labels)  # [R, E, N]
+    u = np.stack(
+        [pt[:, k - 1 : k - 1 + window_j].std(axis=1) for k in range(first_k, last_k + 1)]
+    )  # [W, R, N]
+    return u.mean(axis=0).mean(axis=0)

@@ -1,18 +1,49 @@
-"""Tables aggregated from the evaluation JSONs: mean ± std over seeds per grid cell."""
+"""Tables aggregated from the evaluation, quality and benchmark files.
+
+Every table is written four ways from one long-format frame: CSV (the data, one row per cell),
+Markdown, LaTeX (booktabs) and HTML (for the Snakemake report); the best value of each column
+is bold. Accuracies are last-epoch top-1 in percent, mean ± std over seeds (std ddof=1, 0 for
+one seed). Study helpers (`hard_label_protocol`, `augmentation_twins`, `budget_sweeps`,
+`teacher_sets`) take plain protocol dicts so the workflow can call them at parse time.
+"""
 
 from __future__ import annotations
 
+import html
 import json
+import math
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .h5io import atomic_path
 
 CELL = ["dataset", "protocol", "student", "method", "ipc"]
+REFERENCE = "full_train"
+LRS_WEIGHT = 0.5  # DD-Ranking's default w (leaderboard)
+ARS_WEIGHT = 0.5  # DD-Ranking's default gamma
+# The parts of a resolved protocol that define its recipe (augmentation and budget separate).
+RECIPE_KEYS = (
+    "preset",
+    "labels",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "batch_size",
+    "schedule",
+    "temperature",
+    "teachers",
+)
+AUGMENT_KEYS = ("augment", "cutmix", "rrc_scale")
+BUDGET_KEYS = ("epochs", "full_epochs")
 
 
+# ================================================================== reading
 def read_metrics(paths: list[str | os.PathLike]) -> pd.DataFrame:
     """One row per evaluation JSON."""
     rows = []
@@ -34,7 +65,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     g = df.groupby(keys, dropna=False, sort=True)
     out = g.agg(
         accuracy_mean=("accuracy", "mean"),
-        accuracy_std=("accuracy", lambda s: float(s.std(ddof=1)) if len(s) > 1 else 0.0),
+        accuracy_std=("accuracy", _std),
         seeds=("seed", "count"),
         student_model=("student_model", "first"),
         budget=("budget", "first"),
@@ -42,51 +73,924 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _fmt(mean: float, std: float) -> str:
-    return f"{mean:.2f} ± {std:.2f}"
+def _std(s: pd.Series) -> float:
+    s = s.dropna()
+    return float(s.std(ddof=1)) if len(s) > 1 else 0.0
 
 
-def accuracy_markdown(agg: pd.DataFrame) -> str:
-    """Markdown: one table per (dataset, protocol, student); methods as rows, IPC as columns."""
-    lines = ["# Test accuracy (%, last epoch, mean ± std over seeds)", ""]
-    for (ds, proto, student), part in agg.groupby(["dataset", "protocol", "student"], sort=True):
-        model = part["student_model"].iloc[0]
-        budgets = sorted({b for b in part["budget"].dropna()})
-        lines.append(
-            f"## {ds} · protocol `{proto}` · student `{student}` ({model}) · budget {', '.join(budgets)}"
+def read_quality(paths: list[str | os.PathLike]) -> pd.DataFrame:
+    """One row per quality JSON (class-averaged values; null -> NaN)."""
+    rows = []
+    for p in paths:
+        with open(p) as fh:
+            q = json.load(fh)
+        rows.append({k: v for k, v in q.items() if k not in ("per_class", "definitions")})
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["ipc"] = df["ipc"].astype("Int64")
+    return df
+
+
+BENCHMARK_PATH = re.compile(
+    r"benchmarks/(?P<dataset>[^/]+)/condensed/(?P<method>[^/]+)/ipc(?P<ipc>\d+)/s(?P<seed>\d+)\.tsv$"
+)
+
+
+def read_benchmarks(paths: list[str | os.PathLike]) -> pd.DataFrame:
+    """Construction cost per condensed set from Snakemake benchmark TSVs (seconds, max RSS MB)."""
+    rows = []
+    for p in paths:
+        m = BENCHMARK_PATH.search(str(p).replace(os.sep, "/"))
+        if not m:
+            raise ValueError(f"{p}: not a condense benchmark path")
+        tsv = pd.read_csv(p, sep="\t")
+        rows.append(
+            {
+                "dataset": m["dataset"],
+                "method": m["method"],
+                "ipc": int(m["ipc"]),
+                "seed": int(m["seed"]),
+                "construct_s": float(tsv["s"].iloc[-1]),
+                "construct_max_rss_mb": float(
+                    pd.to_numeric(tsv["max_rss"], errors="coerce").iloc[-1]
+                ),
+            }
         )
-        lines.append("")
-        condensed = part[part["method"] != "full_train"]
-        ipcs = sorted(int(i) for i in condensed["ipc"].dropna().unique())
-        header = "| method | " + " | ".join(f"IPC {i}" for i in ipcs) + " |"
-        lines += [header, "|---|" + "---|" * len(ipcs)]
-        for method, rows in condensed.groupby("method", sort=True):
+    df = pd.DataFrame(
+        rows, columns=["dataset", "method", "ipc", "seed", "construct_s", "construct_max_rss_mb"]
+    )
+    df["ipc"] = df["ipc"].astype("Int64")
+    return df
+
+
+# ================================================================== rendering
+@dataclass
+class Block:
+    """One rendered table: rows × columns of means (± std), best per column in bold.
+
+    `columns` of `mean` may be a MultiIndex (e.g. dataset × IPC); `reference` rows are shown
+    below a rule and never ranked; `better` is "max", "min" or None (no bold).
+    """
+
+    title: str
+    mean: pd.DataFrame
+    std: pd.DataFrame | None = None
+    reference: pd.DataFrame | None = None
+    reference_std: pd.DataFrame | None = None
+    better: str | None = "max"
+    digits: int = 2
+    note: str = ""
+    row_header: str = "method"
+
+
+def _fmt_num(x, digits: int) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)) or pd.isna(x):
+        return ""
+    x = float(x)
+    if abs(x) >= 1e5 or (x != 0 and abs(x) < 10 ** (-digits)):
+        return f"{x:.{max(1, digits)}e}"
+    return f"{x:.{digits}f}"
+
+
+def _cell_text(mean, std, digits: int, pm: str) -> str:
+    m = _fmt_num(mean, digits)
+    if not m:
+        return ""
+    s = _fmt_num(std, digits) if std is not None else ""
+    return f"{m}{pm}{s}" if s else m
+
+
+def _best_mask(block: Block) -> pd.DataFrame:
+    mask = pd.DataFrame(False, index=block.mean.index, columns=block.mean.columns)
+    if block.better is None:
+        return mask
+    for col in block.mean.columns:
+        values = pd.to_numeric(block.mean[col], errors="coerce").round(block.digits)
+        if values.notna().sum() < 2:
+            continue
+        best = values.max() if block.better == "max" else values.min()
+        mask[col] = values == best
+    return mask
+
+
+def _col_label(col) -> str:
+    if isinstance(col, tuple):
+        return " ".join(str(c) for c in col)
+    return str(col)
+
+
+def _rows(block: Block):
+    """(label, [(mean, std)], is_reference) for every row."""
+    out = []
+    for frame, sframe, ref in (
+        (block.mean, block.std, False),
+        (block.reference, block.reference_std, True),
+    ):
+        if frame is None:
+            continue
+        for label in frame.index:
             cells = []
-            for i in ipcs:
-                r = rows[rows["ipc"] == i]
-                cells.append(
-                    _fmt(r["accuracy_mean"].iloc[0], r["accuracy_std"].iloc[0]) if len(r) else "–"
-                )
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        full = part[part["method"] == "full_train"]
-        if len(full):
-            r = full.iloc[0]
-            lines.append(
-                f"| *whole training set* ({r['budget']}) | "
-                + " | ".join([_fmt(r["accuracy_mean"], r["accuracy_std"])] * max(1, len(ipcs)))
-                + " |"
-            )
+            for col in block.mean.columns:
+                m = frame.at[label, col] if col in frame.columns else np.nan
+                s = sframe.at[label, col] if sframe is not None and col in sframe.columns else None
+                cells.append((m, s))
+            out.append((label, cells, ref))
+    return out
+
+
+def render_markdown(blocks: list[Block], heading: str, notes: str = "") -> str:
+    """Markdown: a level-2 heading and a pipe table per block."""
+    lines = [f"# {heading}", ""]
+    if notes:
+        lines += [notes, ""]
+    for b in blocks:
+        mask = _best_mask(b)
+        lines += [f"## {b.title}", ""]
+        if b.note:
+            lines += [b.note, ""]
+        cols = list(b.mean.columns)
+        lines.append(f"| {b.row_header} | " + " | ".join(_col_label(c) for c in cols) + " |")
+        lines.append("|---|" + "---:|" * len(cols))
+        for label, cells, ref in _rows(b):
+            texts = []
+            for col, (m, s) in zip(cols, cells, strict=True):
+                t = _cell_text(m, s, b.digits, " ± ") or "–"
+                if not ref and bool(mask.at[label, col]) and t != "–":
+                    t = f"**{t}**"
+                texts.append(t)
+            name = f"*{label}*" if ref else str(label)
+            lines.append(f"| {name} | " + " | ".join(texts) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def tex_escape(text: str) -> str:
+    """Escape LaTeX specials; `code` spans become \\texttt, ± and × math."""
+    out = "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
+    out = re.sub(r"`([^`]*)`", r"\\texttt{\1}", out)
+    return out.replace("±", r"$\pm$").replace("×", r"$\times$").replace("²", r"$^2$")
+
+
+def render_latex(blocks: list[Block], heading: str, notes: str = "") -> str:
+    """LaTeX booktabs: one table environment per block (needs \\usepackage{booktabs})."""
+    out = [f"% {heading} -- generated by ddbench; needs \\usepackage{{booktabs}}"]
+    if notes:
+        out += [f"% {line}" for line in notes.splitlines()]
+    for b in blocks:
+        mask = _best_mask(b)
+        cols = list(b.mean.columns)
+        out += ["", r"\begin{table}[t]", r"\centering", rf"\caption{{{tex_escape(b.title)}}}"]
+        out.append(r"\begin{tabular}{l" + "r" * len(cols) + "}")
+        out.append(r"\toprule")
+        if isinstance(b.mean.columns, pd.MultiIndex) and b.mean.columns.nlevels == 2:
+            top, spans, start = [], [], 2
+            for key in dict.fromkeys(c[0] for c in cols):
+                n = sum(1 for c in cols if c[0] == key)
+                top.append(rf"\multicolumn{{{n}}}{{c}}{{{tex_escape(key)}}}")
+                spans.append(rf"\cmidrule(lr){{{start}-{start + n - 1}}}")
+                start += n
+            out.append(" & " + " & ".join(top) + r" \\")
+            out.append(" ".join(spans))
+            labels = [tex_escape(c[1]) for c in cols]
+        else:
+            labels = [tex_escape(_col_label(c)) for c in cols]
+        out.append(tex_escape(b.row_header) + " & " + " & ".join(labels) + r" \\")
+        out.append(r"\midrule")
+        in_ref = False
+        for label, cells, ref in _rows(b):
+            if ref and not in_ref:
+                out.append(r"\midrule")
+                in_ref = True
+            texts = []
+            for col, (m, s) in zip(cols, cells, strict=True):
+                t = _cell_text(m, s, b.digits, r" $\pm$ ") or "--"
+                if not ref and bool(mask.at[label, col]) and t != "--":
+                    t = rf"\textbf{{{t}}}"
+                texts.append(t)
+            name = rf"\textit{{{tex_escape(label)}}}" if ref else tex_escape(label)
+            out.append(f"{name} & " + " & ".join(texts) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}"]
+        if b.note:
+            out.append(rf"\\[2pt]{{\footnotesize {tex_escape(b.note)}}}")
+        out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
+
+
+_HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:1em;color:#222}"
+    "table{border-collapse:collapse;margin:0.5em 0 1.5em 0;font-size:0.9em}"
+    "th,td{padding:3px 10px;text-align:right;border-bottom:1px solid #ddd}"
+    "th:first-child,td:first-child{text-align:left}"
+    "thead th{border-bottom:2px solid #444}tr.ref td{font-style:italic;color:#555}"
+    "p.note{color:#555;font-size:0.9em;max-width:60em}"
+)
+
+
+def render_html(blocks: list[Block], heading: str, notes: str = "") -> str:
+    """A standalone HTML page (shown inline by the Snakemake report)."""
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{e(heading)}</title><style>{_HTML_STYLE}</style></head><body>",
+        f"<h1>{e(heading)}</h1>",
+    ]
+    if notes:
+        parts.append(f"<p class='note'>{e(notes)}</p>")
+    for b in blocks:
+        mask = _best_mask(b)
+        cols = list(b.mean.columns)
+        parts.append(f"<h2>{e(b.title)}</h2>")
+        if b.note:
+            parts.append(f"<p class='note'>{e(b.note)}</p>")
+        parts.append("<table><thead>")
+        if isinstance(b.mean.columns, pd.MultiIndex) and b.mean.columns.nlevels == 2:
+            parts.append("<tr><th></th>")
+            for key in dict.fromkeys(c[0] for c in cols):
+                n = sum(1 for c in cols if c[0] == key)
+                parts.append(f"<th colspan='{n}' style='text-align:center'>{e(str(key))}</th>")
+            parts.append("</tr>")
+            labels = [str(c[1]) for c in cols]
+        else:
+            labels = [_col_label(c) for c in cols]
+        parts.append(
+            f"<tr><th>{e(b.row_header)}</th>"
+            + "".join(f"<th>{e(t)}</th>" for t in labels)
+            + "</tr>"
+        )
+        parts.append("</thead><tbody>")
+        for label, cells, ref in _rows(b):
+            tds = []
+            for col, (m, s) in zip(cols, cells, strict=True):
+                t = e(_cell_text(m, s, b.digits, " ± ") or "–")
+                if not ref and bool(mask.at[label, col]) and t != "–":
+                    t = f"<b>{t}</b>"
+                tds.append(f"<td>{t}</td>")
+            cls = " class='ref'" if ref else ""
+            parts.append(f"<tr{cls}><td>{e(str(label))}</td>" + "".join(tds) + "</tr>")
+        parts.append("</tbody></table>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_table_files(
+    data: pd.DataFrame,
+    blocks: list[Block],
+    heading: str,
+    *,
+    csv: str | os.PathLike | None = None,
+    md: str | os.PathLike | None = None,
+    tex: str | os.PathLike | None = None,
+    html_out: str | os.PathLike | None = None,
+    notes: str = "",
+) -> None:
+    """Write the long-format data as CSV and the blocks as Markdown, LaTeX and HTML (atomically)."""
+    if csv is not None:
+        with atomic_path(csv) as tmp:
+            data.to_csv(tmp, index=False, float_format="%.6g")
+    for path, render in ((md, render_markdown), (tex, render_latex), (html_out, render_html)):
+        if path is not None:
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text(render(blocks, heading, notes))
+
+
+def write_table_stem(
+    stem: str | os.PathLike, data: pd.DataFrame, blocks: list[Block], heading: str, notes: str = ""
+) -> None:
+    """`stem`.csv/.md/.tex/.html."""
+    stem = str(stem)
+    write_table_files(
+        data,
+        blocks,
+        heading,
+        csv=f"{stem}.csv",
+        md=f"{stem}.md",
+        tex=f"{stem}.tex",
+        html_out=f"{stem}.html",
+        notes=notes,
+    )
+
+
+def _pivot(df: pd.DataFrame, rows: str, cols: list[str], value: str) -> pd.DataFrame:
+    if df.empty:
+        return pd.DataFrame()
+    p = df.pivot_table(index=rows, columns=cols, values=value, aggfunc="first", dropna=False)
+    p = p.dropna(axis=1, how="all")
+    if isinstance(p.columns, pd.MultiIndex):
+        p.columns = pd.MultiIndex.from_tuples(
+            [tuple(_col_part(name, v) for name, v in zip(cols, c, strict=True)) for c in p.columns]
+        )
+    else:
+        p.columns = [_col_part(cols[0], c) for c in p.columns]
+    return p
+
+
+def _col_part(name: str, value) -> str:
+    if name == "ipc":
+        return f"IPC {int(value)}"
+    return str(value)
+
+
+def _budget(part: pd.DataFrame) -> str:
+    budgets = sorted({str(b) for b in part["budget"].dropna()})
+    return ", ".join(budgets) if budgets else "?"
+
+
+# ================================================================== accuracy
+def accuracy_blocks(agg: pd.DataFrame) -> list[Block]:
+    """One block per (protocol, student): methods × (dataset, IPC), the whole-set row below."""
+    blocks = []
+    for (proto, student), part in agg.groupby(["protocol", "student"], sort=True):
+        condensed = part[part["method"] != REFERENCE]
+        model = part["student_model"].iloc[0]
+        mean = _pivot(condensed, "method", ["dataset", "ipc"], "accuracy_mean")
+        std = _pivot(condensed, "method", ["dataset", "ipc"], "accuracy_std")
+        ref = part[part["method"] == REFERENCE]
+        reference = reference_std = None
+        if len(ref) and len(mean.columns):
+            label = f"whole training set ({_budget(ref)})"
+            by_ds = ref.set_index("dataset")
+            reference = pd.DataFrame(
+                [[by_ds["accuracy_mean"].get(c[0], np.nan) for c in mean.columns]],
+                index=[label],
+                columns=mean.columns,
+            )
+            reference_std = pd.DataFrame(
+                [[by_ds["accuracy_std"].get(c[0], np.nan) for c in mean.columns]],
+                index=[label],
+                columns=mean.columns,
+            )
+        blocks.append(
+            Block(
+                title=f"protocol `{proto}` · student `{student}` ({model}) · budget {_budget(condensed if len(condensed) else part)}",
+                mean=mean,
+                std=std,
+                reference=reference,
+                reference_std=reference_std,
+            )
+        )
+    return blocks
+
+
+def accuracy_markdown(agg: pd.DataFrame) -> str:
+    """Markdown: one table per (protocol, student); methods as rows, (dataset, IPC) as columns."""
+    return render_markdown(
+        accuracy_blocks(agg), "Test accuracy (%, last epoch, mean ± std over seeds)"
+    )
+
+
 def write_accuracy_table(
-    paths: list[str | os.PathLike], csv_out: str | os.PathLike, md_out: str | os.PathLike
+    paths: list[str | os.PathLike],
+    csv_out: str | os.PathLike,
+    md_out: str | os.PathLike,
+    tex_out: str | os.PathLike | None = None,
+    html_out: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Aggregate the given evaluation JSONs and write CSV (long format) and Markdown."""
+    """Aggregate the given evaluation JSONs and write CSV (long format), Markdown (and LaTeX, HTML)."""
     agg = aggregate(read_metrics(paths))
-    with atomic_path(csv_out) as tmp:
-        agg.to_csv(tmp, index=False, float_format="%.4f")
-    with atomic_path(md_out) as tmp:
-        Path(tmp).write_text(accuracy_markdown(agg))
+    write_table_files(
+        agg,
+        accuracy_blocks(agg),
+        "Test accuracy (%, last epoch, mean ± std over seeds)",
+        csv=csv_out,
+        md=md_out,
+        tex=tex_out,
+        html_out=html_out,
+        notes="Bold: best method of each column. Budgets are per protocol; the whole-training-set "
+        "row is the reference trained under the same protocol.",
+    )
     return agg
+
+
+# ================================================================== gain over random
+def gain_over_random(df: pd.DataFrame, baseline: str = "random") -> pd.DataFrame:
+    """Accuracy minus the baseline's in the same cell, paired by seed (mean ± std over seeds)."""
+    cols = ["dataset", "protocol", "student", "ipc", "seed"]
+    cond = df[df["method"] != REFERENCE]
+    base = cond[cond["method"] == baseline][[*cols, "accuracy"]].rename(
+        columns={"accuracy": "baseline_accuracy"}
+    )
+    merged = cond[cond["method"] != baseline].merge(base, on=cols, how="inner")
+    merged["gain"] = merged["accuracy"] - merged["baseline_accuracy"]
+    if merged.empty:
+        return pd.DataFrame(columns=[*CELL, "gain_mean", "gain_std", "seeds", "baseline"])
+    out = (
+        merged.groupby(CELL, sort=True)
+        .agg(
+            gain_mean=("gain", "mean"),
+            gain_std=("gain", _std),
+            seeds=("seed", "count"),
+            budget=("budget", "first"),
+            student_model=("student_model", "first"),
+        )
+        .reset_index()
+    )
+    out["baseline"] = baseline
+    return out
+
+
+def gain_blocks(gain: pd.DataFrame, baseline: str) -> list[Block]:
+    blocks = []
+    for (proto, student), part in gain.groupby(["protocol", "student"], sort=True):
+        blocks.append(
+            Block(
+                title=f"protocol `{proto}` · student `{student}` ({part['student_model'].iloc[0]}) · budget {_budget(part)}",
+                mean=_pivot(part, "method", ["dataset", "ipc"], "gain_mean"),
+                std=_pivot(part, "method", ["dataset", "ipc"], "gain_std"),
+                note=f"Percentage points over `{baseline}` (same protocol, student, IPC and seed).",
+            )
+        )
+    return blocks
+
+
+# ================================================================== DD-Ranking LRS / ARS
+def _exp_normalise(x: float) -> float:
+    """(e^x − e^−1) / (e − e^−1): maps x ∈ [−1, 1] onto [0, 1] (DD-Ranking's normalisation)."""
+    x = min(1.0, max(-1.0, float(x)))
+    return min(1.0, max(0.0, (math.exp(x) - math.exp(-1.0)) / (math.e - math.exp(-1.0))))
+
+
+def label_robust_score(
+    syn_hard: float, real_hard: float, syn_any: float, rdm_any: float, w: float = LRS_WEIGHT
+) -> tuple[float, float, float]:
+    """DD-Ranking's label-robust score on accuracies given as fractions in [0, 1].
+
+    HLR = Acc(real, hard) − Acc(syn, hard)         (hard-label recovery; lower is better)
+    IOR = Acc(syn, any) − Acc(random, any)         (improvement over random, same protocol)
+    α   = w·IOR − (1 − w)·HLR,  LRS = (e^α − e^−1) / (e − e^−1)   ∈ [0, 1]
+
+    Source: DD-Ranking (Li et al. 2025, arXiv:2505.13300), documentation "DD-Ranking Benchmark:
+    Label-Robust Score", github.com/NUS-HPC-AI-Lab/DD-Ranking doc/introduction.md; the
+    leaderboard uses w = 0.5 and shows 100 × LRS. Returns (HLR, IOR, LRS).
+    """
+    hlr = real_hard - syn_hard
+    ior = syn_any - rdm_any
+    return hlr, ior, _exp_normalise(w * ior - (1.0 - w) * hlr)
+
+
+def augmentation_robust_score(
+    syn_aug: float, rdm_aug: float, syn_naug: float, rdm_naug: float, gamma: float = ARS_WEIGHT
+) -> float:
+    """DD-Ranking's augmentation-robust score on fractions in [0, 1].
+
+    β = γ·(Acc(syn, aug) − Acc(rdm, aug)) + (1 − γ)·(Acc(syn, no aug) − Acc(rdm, no aug)),
+    ARS = (e^β − e^−1) / (e − e^−1) ∈ [0, 1] ("normalised similarly" to LRS). Same source as
+    `label_robust_score`; γ = 0.5.
+    """
+    beta = gamma * (syn_aug - rdm_aug) + (1.0 - gamma) * (syn_naug - rdm_naug)
+    return _exp_normalise(beta)
+
+
+def _recipe(params: dict, keys) -> tuple:
+    return tuple(
+        (k, tuple(params[k]) if isinstance(params.get(k), list) else params.get(k)) for k in keys
+    )
+
+
+def has_augmentation(params: dict) -> bool:
+    """Whether a resolved protocol augments the images (any augment or CutMix)."""
+    return params.get("augment", "none") != "none" or float(params.get("cutmix") or 0) > 0
+
+
+def hard_label_protocol(protocols: dict[str, dict]) -> str | None:
+    """The protocol that gives DD-Ranking's hard-label terms: labels `hard`, preset `hl` first, then by name."""
+    hard = [n for n, p in protocols.items() if p.get("labels") == "hard"]
+    if not hard:
+        return None
+    return sorted(hard, key=lambda n: (protocols[n].get("preset") != "hl", n))[0]
+
+
+def augmentation_twins(protocols: dict[str, dict]) -> dict[str, str]:
+    """Augmented protocol → its augmentation-free twin (same recipe and budget, no augment, no CutMix)."""
+    twins = {}
+    for name, p in sorted(protocols.items()):
+        if not has_augmentation(p):
+            continue
+        for other, q in sorted(protocols.items()):
+            if other != name and not has_augmentation(q):
+                if _recipe(p, RECIPE_KEYS + BUDGET_KEYS) == _recipe(q, RECIPE_KEYS + BUDGET_KEYS):
+                    twins[name] = other
+                    break
+    return twins
+
+
+def budget_sweeps(protocols: dict[str, dict]) -> list[list[str]]:
+    """Groups of ≥ 2 protocols identical but for their `full_epochs` budget, sorted by budget."""
+    groups: dict[tuple, list[str]] = {}
+    for name, p in protocols.items():
+        if p.get("full_epochs") is None:
+            continue
+        groups.setdefault(_recipe(p, RECIPE_KEYS + AUGMENT_KEYS), []).append(name)
+    sweeps = []
+    for names in groups.values():
+        budgets = {protocols[n]["full_epochs"] for n in names}
+        if len(budgets) >= 2:
+            sweeps.append(sorted(names, key=lambda n: (protocols[n]["full_epochs"], n)))
+    return sorted(sweeps)
+
+
+def teacher_sets(protocols: dict[str, dict]) -> dict[str, str]:
+    """Protocol → its teachers joined with '+', for protocols that use teacher labels."""
+    return {n: "+".join(p["teachers"]) for n, p in protocols.items() if p.get("teachers")}
+
+
+def protocol_params(df: pd.DataFrame) -> dict[str, dict]:
+    """Resolved parameters of every protocol found in the evaluation JSONs."""
+    out = {}
+    if "protocol_params" not in df:
+        return out
+    for name, params in zip(df["protocol"], df["protocol_params"], strict=True):
+        if isinstance(params, dict) and name not in out:
+            out[name] = params
+    return out
+
+
+def dd_ranking_scores(
+    agg: pd.DataFrame, protocols: dict[str, dict], baseline: str = "random"
+) -> pd.DataFrame:
+    """LRS per (dataset, protocol, student, method, IPC) and ARS for augmented protocols with a twin.
+
+    Mapping of our grid onto DD-Ranking's terms (all accuracies / 100, seed means):
+    syn-hard = the method under the hard-label protocol H (`hard_label_protocol`), real-hard =
+    the whole-training-set reference under H, syn-any / rdm-any = the method / the `random`
+    baseline under the protocol being scored. ARS: syn-aug / rdm-aug under the scored protocol,
+    syn-naug / rdm-naug under its augmentation-free twin (`augmentation_twins`). Missing terms
+    give NaN with a reason.
+    """
+    hard = hard_label_protocol(protocols)
+    twins = augmentation_twins(protocols)
+    acc = {
+        (
+            r.dataset,
+            r.protocol,
+            r.student,
+            r.method,
+            None if pd.isna(r.ipc) else int(r.ipc),
+        ): r.accuracy_mean / 100.0
+        for r in agg.itertuples()
+    }
+    rows = []
+    cond = agg[agg["method"] != REFERENCE]
+    for r in cond.itertuples():
+        ipc = int(r.ipc)
+        row = {
+            "dataset": r.dataset,
+            "protocol": r.protocol,
+            "student": r.student,
+            "method": r.method,
+            "ipc": ipc,
+            "budget": r.budget,
+            "student_model": r.student_model,
+            "hard_protocol": hard,
+            "baseline": baseline,
+        }
+        syn_any = acc.get((r.dataset, r.protocol, r.student, r.method, ipc))
+        rdm_any = acc.get((r.dataset, r.protocol, r.student, baseline, ipc))
+        syn_hard = acc.get((r.dataset, hard, r.student, r.method, ipc)) if hard else None
+        real_hard = acc.get((r.dataset, hard, r.student, REFERENCE, None)) if hard else None
+        reason = ""
+        if hard is None:
+            reason = "no hard-label protocol in the grid"
+        elif real_hard is None:
+            reason = f"no whole-training-set reference under `{hard}` (reference.enabled)"
+        elif syn_hard is None:
+            reason = f"no evaluation of this set under `{hard}`"
+        elif rdm_any is None:
+            reason = f"no `{baseline}` evaluation in this cell"
+        if reason:
+            row.update(hlr=np.nan, ior=np.nan, lrs=np.nan, lrs_reason=reason)
+        else:
+            hlr, ior, lrs = label_robust_score(syn_hard, real_hard, syn_any, rdm_any)
+            row.update(
+                syn_hard=syn_hard,
+                real_hard=real_hard,
+                syn_any=syn_any,
+                rdm_any=rdm_any,
+                hlr=hlr,
+                ior=ior,
+                lrs=lrs,
+                lrs_reason="",
+            )
+        twin = twins.get(r.protocol)
+        row["naug_protocol"] = twin
+        if twin is None:
+            why = (
+                "protocol has no augmentation"
+                if not has_augmentation(protocols.get(r.protocol, {}))
+                else "no augmentation-free twin protocol in the grid"
+            )
+            row.update(ars=np.nan, ars_reason=why)
+        else:
+            terms = [
+                syn_any,
+                rdm_any,
+                acc.get((r.dataset, twin, r.student, r.method, ipc)),
+                acc.get((r.dataset, twin, r.student, baseline, ipc)),
+            ]
+            if any(t is None for t in terms):
+                row.update(
+                    ars=np.nan, ars_reason=f"missing evaluations under `{twin}` or of `{baseline}`"
+                )
+            else:
+                row.update(ars=augmentation_robust_score(*terms), ars_reason="")
+        rows.append(row)
+    cols = [
+        *CELL,
+        "hard_protocol",
+        "naug_protocol",
+        "baseline",
+        "syn_hard",
+        "real_hard",
+        "syn_any",
+        "rdm_any",
+        "hlr",
+        "ior",
+        "lrs",
+        "lrs_reason",
+        "ars",
+        "ars_reason",
+        "budget",
+        "student_model",
+    ]
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def dd_ranking_blocks(scores: pd.DataFrame) -> list[Block]:
+    blocks = []
+    for (proto, student), part in scores.groupby(["protocol", "student"], sort=True):
+        hard = part["hard_protocol"].dropna()
+        hard = hard.iloc[0] if len(hard) else None
+        if part["lrs"].notna().any():
+            blocks.append(
+                Block(
+                    title=f"LRS · protocol `{proto}` · student `{student}` · budget {_budget(part)}",
+                    mean=_pivot(part, "method", ["dataset", "ipc"], "lrs"),
+                    digits=3,
+                    note=f"Hard-label terms from `{hard}` and the whole-training-set reference; "
+                    f"IOR under `{proto}`.",
+                )
+            )
+        if part["ars"].notna().any():
+            twin = part["naug_protocol"].dropna().iloc[0]
+            blocks.append(
+                Block(
+                    title=f"ARS · protocol `{proto}` vs `{twin}` (no augmentation) · student `{student}`",
+                    mean=_pivot(part, "method", ["dataset", "ipc"], "ars"),
+                    digits=3,
+                )
+            )
+    return blocks
+
+
+DD_RANKING_NOTES = (
+    "DD-Ranking scores on accuracies as fractions: LRS = (e^a - e^-1)/(e - e^-1) with "
+    "a = 0.5 IOR - 0.5 HLR, HLR = Acc(real, hard) - Acc(syn, hard), IOR = Acc(syn, protocol) - "
+    "Acc(random, protocol); ARS likewise with b = 0.5 (Acc(syn, aug) - Acc(rdm, aug)) + "
+    "0.5 (Acc(syn, no aug) - Acc(rdm, no aug)), where 'no aug' is a protocol identical to the "
+    "scored one but with augment: none and cutmix: 0. Both lie in [0, 1]; higher is better. "
+    "Missing terms: see lrs_reason / ars_reason in the CSV."
+)
+
+
+# ================================================================== construction cost
+def cost_table(bench: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, method, IPC): construction seconds and peak RSS (mean ± std over seeds), and
+    per protocol the stored soft-label bytes and teacher forward images of the evaluation."""
+    keys = ["dataset", "method", "ipc"]
+    if bench.empty:
+        out = pd.DataFrame(columns=keys)
+    else:
+        out = (
+            bench.groupby(keys, sort=True)
+            .agg(
+                construct_s_mean=("construct_s", "mean"),
+                construct_s_std=("construct_s", _std),
+                construct_max_rss_mb_mean=("construct_max_rss_mb", "mean"),
+                construct_max_rss_mb_std=("construct_max_rss_mb", _std),
+                seeds=("seed", "count"),
+            )
+            .reset_index()
+        )
+    cond = metrics[metrics["method"] != REFERENCE] if len(metrics) else metrics
+    if len(cond):
+        per_proto = (
+            cond.groupby([*keys, "protocol"], sort=True)
+            .agg(
+                soft_label_bytes=("soft_label_bytes", "mean"),
+                teacher_forward_images=("teacher_forward_images", "mean"),
+                eval_wall_time_s=("wall_time_s", "mean"),
+            )
+            .reset_index()
+        )
+        wide = per_proto.pivot_table(
+            index=keys,
+            columns="protocol",
+            values=["soft_label_bytes", "teacher_forward_images", "eval_wall_time_s"],
+        )
+        wide.columns = [f"{v}[{p}]" for v, p in wide.columns]
+        wide = wide.reset_index()
+        wide["ipc"] = wide["ipc"].astype("Int64")
+        out["ipc"] = out["ipc"].astype("Int64")
+        out = out.merge(wide, on=keys, how="outer")
+    return out
+
+
+def cost_blocks(cost: pd.DataFrame) -> list[Block]:
+    blocks = []
+    for ds, part in cost.groupby("dataset", sort=True):
+        if "construct_s_mean" in part:
+            blocks.append(
+                Block(
+                    title=f"{ds} · construction time (s)",
+                    mean=_pivot(part, "method", ["ipc"], "construct_s_mean"),
+                    std=_pivot(part, "method", ["ipc"], "construct_s_std"),
+                    better="min",
+                    note="Wall-clock seconds of the condense job (Snakemake benchmark), including "
+                    "Python start-up; IPC-independent inputs (teachers, features, scores) are not included.",
+                )
+            )
+            blocks.append(
+                Block(
+                    title=f"{ds} · construction peak RSS (MB)",
+                    mean=_pivot(part, "method", ["ipc"], "construct_max_rss_mb_mean"),
+                    better="min",
+                    digits=0,
+                )
+            )
+        for quantity, title in (
+            ("soft_label_bytes", "stored soft-label bytes"),
+            ("teacher_forward_images", "teacher forward images during evaluation"),
+        ):
+            cols = [c for c in part.columns if c.startswith(f"{quantity}[")]
+            if not cols:
+                continue
+            long = part.melt(
+                id_vars=["method", "ipc"], value_vars=cols, var_name="protocol", value_name="v"
+            )
+            long["protocol"] = long["protocol"].str.slice(len(quantity) + 1, -1)
+            mean = _pivot(long, "method", ["protocol", "ipc"], "v")
+            mean = mean.loc[:, (mean.fillna(0) != 0).any(axis=0)] if len(mean) else mean
+            if mean.shape[1]:
+                blocks.append(Block(title=f"{ds} · {title}", mean=mean, better=None, digits=0))
+    return blocks
+
+
+# ================================================================== quality
+QUALITY_COLUMNS = {
+    "precision": ("precision", "max"),
+    "recall": ("recall", "max"),
+    "density": ("density", "max"),
+    "coverage": ("coverage", "max"),
+    "mmd2": ("MMD² (unbiased, RBF, median heuristic)", "min"),
+    "nn_feature_mean": ("mean nearest-real distance, features", None),
+    "nn_pixel_min": ("min nearest-real distance, pixels", None),
+    "exact_copy_fraction": ("fraction of exact copies of training images", None),
+}
+
+
+def quality_summary(q: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds of the class-averaged quality metrics per (dataset, method, IPC)."""
+    keys = ["dataset", "method", "ipc"]
+    if q.empty:
+        return pd.DataFrame(columns=keys)
+    aggs = {}
+    for col in QUALITY_COLUMNS:
+        if col in q:
+            q[col] = pd.to_numeric(q[col], errors="coerce")
+            aggs[f"{col}_mean"] = (col, "mean")
+            aggs[f"{col}_std"] = (col, _std)
+    out = q.groupby(keys, sort=True).agg(
+        seeds=("seed", "count"), teacher=("teacher", "first"), k=("k", "first"), **aggs
+    )
+    return out.reset_index()
+
+
+def quality_blocks(summary: pd.DataFrame) -> list[Block]:
+    blocks = []
+    for ds, part in summary.groupby("dataset", sort=True):
+        teacher, k = part["teacher"].iloc[0], part["k"].iloc[0]
+        for col, (title, better) in QUALITY_COLUMNS.items():
+            if f"{col}_mean" not in part:
+                continue
+            mean = _pivot(part, "method", ["ipc"], f"{col}_mean")
+            std = _pivot(part, "method", ["ipc"], f"{col}_std")
+            blocks.append(
+                Block(
+                    title=f"{ds} · {title}",
+                    mean=mean.reindex(columns=std.columns) if len(std.columns) else mean,
+                    std=std,
+                    better=better,
+                    digits=3,
+                    note=f"teacher `{teacher}` features, k = {k}; empty: undefined (see the JSON's `undefined`).",
+                )
+            )
+    return blocks
+
+
+# ================================================================== teacher × student
+def teacher_student_matrix(agg: pd.DataFrame, protocols: dict[str, dict]) -> pd.DataFrame:
+    """Accuracy of teacher-label protocols per (dataset, IPC, teachers, student), mean over methods."""
+    sets = teacher_sets(protocols)
+    cond = agg[(agg["method"] != REFERENCE) & agg["protocol"].isin(sets)].copy()
+    if cond.empty:
+        return pd.DataFrame(columns=["dataset", "ipc", "teachers", "student", "accuracy_mean"])
+    cond["teachers"] = [f"{p} ({sets[p]})" for p in cond["protocol"]]
+    out = (
+        cond.groupby(["dataset", "ipc", "teachers", "protocol", "student"], sort=True)
+        .agg(
+            accuracy_mean=("accuracy_mean", "mean"),
+            accuracy_std=("accuracy_mean", _std),
+            methods=("method", "count"),
+        )
+        .reset_index()
+    )
+    return out
+
+
+def teacher_student_blocks(ts: pd.DataFrame) -> list[Block]:
+    blocks = []
+    for (ds, ipc), part in ts.groupby(["dataset", "ipc"], sort=True):
+        blocks.append(
+            Block(
+                title=f"{ds} · IPC {int(ipc)} · protocol (teachers) × student",
+                mean=_pivot(part, "teachers", ["student"], "accuracy_mean"),
+                std=_pivot(part, "teachers", ["student"], "accuracy_std"),
+                row_header="protocol (teachers)",
+                note="Accuracy (%) averaged over methods; ± is the spread across methods.",
+            )
+        )
+    return blocks
+
+
+# ================================================================== the workflow entry point
+def write_study_tables(
+    metric_paths: list[str | os.PathLike],
+    *,
+    benchmark_paths: list[str | os.PathLike] = (),
+    quality_paths: list[str | os.PathLike] = (),
+    stems: dict[str, str | os.PathLike],
+    baseline: str = "random",
+) -> dict[str, pd.DataFrame]:
+    """Write the tables named in `stems` (gain, dd_ranking, cost, quality, teacher_student)."""
+    metrics = read_metrics(metric_paths)
+    agg = aggregate(metrics) if len(metrics) else metrics
+    protocols = protocol_params(metrics)
+    written = {}
+    if "gain" in stems:
+        gain = gain_over_random(metrics, baseline)
+        write_table_stem(
+            stems["gain"],
+            gain,
+            gain_blocks(gain, baseline),
+            f"Gain over `{baseline}` (percentage points, mean ± std over seeds)",
+        )
+        written["gain"] = gain
+    if "dd_ranking" in stems:
+        scores = dd_ranking_scores(agg, protocols, baseline)
+        write_table_stem(
+            stems["dd_ranking"],
+            scores,
+            dd_ranking_blocks(scores),
+            "DD-Ranking label-robust (LRS) and augmentation-robust (ARS) scores",
+            DD_RANKING_NOTES,
+        )
+        written["dd_ranking"] = scores
+    if "cost" in stems:
+        cost = cost_table(read_benchmarks(list(benchmark_paths)), metrics)
+        write_table_stem(stems["cost"], cost, cost_blocks(cost), "Construction and label cost")
+        written["cost"] = cost
+    if "quality" in stems:
+        summary = quality_summary(read_quality(list(quality_paths)))
+        write_table_stem(
+            stems["quality"],
+            summary,
+            quality_blocks(summary),
+            "Quality of the condensed sets (class means; mean ± std over seeds)",
+            "Precision, recall, density, coverage: Naeem et al. 2020, k-NN in the teacher's "
+            "penultimate features, per class. MMD²: unbiased estimator. Nearest-real distances: "
+            "memorisation check (0 = a copy of a training image).",
+        )
+        written["quality"] = summary
+    if "teacher_student" in stems:
+        ts = teacher_student_matrix(agg, protocols)
+        write_table_stem(
+            stems["teacher_student"],
+            ts,
+            teacher_student_blocks(ts),
+            "Teacher × student accuracy (%)",
+        )
+        written["teacher_student"] = ts
+    return written

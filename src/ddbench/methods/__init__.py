@@ -1,6 +1,6 @@
 """Method registry; importing this package registers the built-in kinds (no torch needed)."""
 
-from . import coresets  # noqa: F401  (registers random, herding, kcenter, el2n, forgetting)
+from . import coresets, external  # noqa: F401  (registers the coresets and `external`)
 from .base import (
     METHODS,
     CondensedSet,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scores import el2n, forgetting
+from ..scores import cad, el2n, el2n_soft, forgetting
 from ..selection import herding_order, kcenter_order, rank_by_score
 from .base import CondensedSet, Context, Method, register_method, select_indices
 
@@ -88,13 +88,45 @@ class EL2N(_ScoreRanking):
             "epoch": {"type": "integer", "minimum": 0, "description": "0-based proxy epoch"},
             "keep": _KEEP,
             "band": _BAND,
+            "target": {
+                "type": "string",
+                "enum": ["onehot", "teacher"],
+                "default": "onehot",
+                "description": "onehot = EL2N; teacher = EL2N-SL, distance to the teacher's soft label",
+            },
+            "features": {
+                "type": "string",
+                "description": "teacher giving the soft labels (target: teacher)",
+            },
         },
         "required": ["scorer", "epoch", "keep"],
         "additionalProperties": False,
     }
 
+    def input_names(self) -> dict[str, str]:
+        names = super().input_names()
+        if self.params.get("target") == "teacher":
+            names["features"] = self.params["features"]
+        return names
+
+    def check_params(self) -> None:
+        super().check_params()
+        if self.params.get("target") == "teacher" and "features" not in self.params:
+            raise ValueError("features: target: teacher (EL2N-SL) names the teacher in `features`")
+
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
-        s = el2n(ctx.scores["probs"], ctx.scores["labels"], int(self.params["epoch"]))
+        epoch = int(self.params["epoch"])
+        if self.params.get("target") == "teacher":
+            from ..features import load_features
+
+            logits = load_features(
+                ctx.extras["features_path"], len(ctx.data.train_labels), "logits"
+            )
+            z = logits - logits.max(axis=1, keepdims=True)
+            soft = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+            s = el2n_soft(ctx.scores["probs"], soft.astype(np.float32), epoch)
+        else:
+            s = el2n(ctx.scores["probs"], ctx.scores["labels"], epoch)
         return _rank_select(ctx, s, ipc, seed, self)
 
 
@@ -112,6 +144,49 @@ class Forgetting(_ScoreRanking):
 
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
         s = forgetting(ctx.scores["probs"], ctx.scores["labels"])
+        return _rank_select(ctx, s, ipc, seed, self, default_keep="hard")
+
+
+@register_method("cad_prune")
+class CADPrune(_ScoreRanking):
+    """CAD-Prune: rank by compute-aware difficulty at the downstream budget K (in epochs).
+
+    Defaults: J = 3 epochs for the spread of p(y|x) (short enough to localise learning in
+    time), W = 3 windows averaged (smooths epoch-to-epoch noise), K = the number of recorded
+    proxy epochs (the proxy budget stands in for the downstream one unless `budget` is set),
+    keep `hard` = the samples still being learned at that budget.
+    """
+
+    requires = frozenset({"scores"})
+    param_schema = {
+        "type": "object",
+        "properties": {
+            "scorer": _SCORER,
+            "budget": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "default": None,
+                "description": "K: downstream budget in epochs (null = recorded epochs)",
+            },
+            "window_j": {"type": "integer", "minimum": 2, "default": 3},
+            "window_w": {"type": "integer", "minimum": 1, "default": 3},
+            "keep": {**_KEEP, "default": "hard"},
+            "band": _BAND,
+        },
+        "required": ["scorer"],
+        "additionalProperties": False,
+    }
+
+    def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
+        probs = ctx.scores["probs"]
+        budget = self.params.get("budget") or probs.shape[1]
+        s = cad(
+            probs,
+            ctx.scores["labels"],
+            int(budget),
+            int(self.params.get("window_j", 3)),
+            int(self.params.get("window_w", 3)),
+        )
         return _rank_select(ctx, s, ipc, seed, self, default_keep="hard")
 
 

@@ -1,0 +1,199 @@
+"""The `ddbench` command: list registries, inspect and validate files, import and export sets."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+
+import click
+
+# Problems a user can fix: printed as one line, exit status 2, no traceback.
+EXIT_USER_ERROR = 2
+MODEL_EXAMPLES = {
+    "convnet": [
+        ("convnet-d3-w128-in", "DD ConvNet: depth 3, width 128, instance norm, average pooling"),
+        ("convnet-d3-w16-bn-max", "batch norm, max pooling"),
+        ("convnet-d2-w16-none-nopool", "no normalisation, no pooling"),
+    ],
+    "timm": [("timm:resnet18", "any timm architecture, randomly initialised")],
+}
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """Turn expected errors (bad file, bad config, bad value) into one line on stderr, exit 2."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .config import ConfigError
+        from .h5io import DataFileError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, DataFileError, ValueError, KeyError, OSError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            click.echo(f"error: {' '.join(str(msg).split())}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """ddbench: dataset distillation and coreset selection benchmark tools."""
+
+
+@main.command("list")
+@click.argument("what", type=click.Choice(["methods", "protocols", "students", "models"]))
+@click.option("--config", "config_path", type=click.Path(), help="students: list a config's")
+@_user_errors
+def list_cmd(what: str, config_path: str | None) -> None:
+    """List method kinds, protocol presets, student models or model families."""
+    if what == "methods":
+        from .methods import get_method_class, list_methods
+
+        for kind in list_methods():
+            cls = get_method_class(kind)
+            needs = ", ".join(sorted(cls.requires)) or "-"
+            doc = (cls.__doc__ or "").strip().splitlines()
+            click.echo(f"{kind:<18} needs: {needs:<10} {doc[0] if doc else ''}")
+    elif what == "protocols":
+        from .protocols import PRESETS
+
+        for name, p in PRESETS.items():
+            note = "  (trains teachers and proxies)" if name == "teacher" else ""
+            click.echo(
+                f"{name:<8} labels {p['labels']:<5} {p['optimizer']} lr {p['lr']:g}, "
+                f"batch {p['batch_size']}, {p['schedule']}, augment {p['augment']}"
+                f"{', cutmix' if p['cutmix'] else ''}, T {p['temperature']:g}{note}"
+            )
+    elif what == "students" and config_path:
+        from .config import load_config
+
+        config = load_config(config_path)
+        for name, spec in config["students"].items():
+            click.echo(f"{name:<18} {spec['model']}")
+    else:
+        from .models import list_model_families
+
+        if what == "students":
+            click.echo("a student is any model name (--config FILE lists a config's students):")
+        for family in list_model_families():
+            click.echo(family)
+            for name, desc in MODEL_EXAMPLES.get(family, []):
+                click.echo(f"  {name:<28} {desc}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@_user_errors
+def inspect(file: str) -> None:
+    """Print an HDF5 file's format, datasets (shape, dtype) and provenance attributes."""
+    import h5py
+
+    path = Path(file)
+    if not path.is_file():
+        raise OSError(f"{path}: file does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise OSError(f"{path}: not a readable HDF5 file: {exc}") from None
+    with f:
+        attrs = {k: _plain(v) for k, v in f.attrs.items()}
+        click.echo(f"{path}")
+        click.echo(f"  format: {attrs.pop('format', '(none: not written by ddbench)')}")
+        click.echo("  datasets:")
+
+        def show(name: str, obj) -> None:
+            if isinstance(obj, h5py.Dataset):
+                click.echo(f"    /{name:<20} {str(list(obj.shape)):<18} {obj.dtype}")
+
+        f.visititems(show)
+        click.echo("  attributes:")
+        for key in sorted(attrs):
+            value = attrs[key]
+            text = value if isinstance(value, str) else json.dumps(value)
+            if len(text) > 200:
+                text = text[:197] + "..."
+            click.echo(f"    {key}: {text}")
+
+
+def _plain(value):
+    """An HDF5 attribute as a str, number or list."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+@main.command()
+@click.argument("config_file", type=click.Path(dir_okay=False))
+@_user_errors
+def validate(config_file: str) -> None:
+    """Validate a config file (schema, references, data folders); print OK or the error."""
+    from .config import grid, load_config
+
+    config = load_config(config_file)
+    click.echo(f"OK: {config_file} ({sum(1 for _ in grid(config))} evaluation cells)")
+
+
+@main.command("import")
+@click.argument("source", type=click.Path())
+@click.option(
+    "--dataset",
+    "dataset_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="prepared dataset .h5",
+)
+@click.option("--ipc", required=True, type=click.IntRange(min=1), help="images per class")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="condensed set .h5 to write"
+)
+@click.option(
+    "--format",
+    "fmt",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "imagefolder", "npz", "pt", "h5"]),
+)
+@click.option("--name", default="external", show_default=True, help="method name stored in the set")
+@_user_errors
+def import_cmd(source: str, dataset_file: str, ipc: int, out: str, fmt: str, name: str) -> None:
+    """Check an external set (folder, .npz, .pt, .h5) against a dataset; write a condensed set."""
+    from .datasets import load_dataset
+    from .methods.external import load_external
+
+    data = load_dataset(dataset_file)
+    cset = load_external(source, data, ipc, fmt=fmt, method=name)
+    cset.save(out, created_by="ddbench import", seed=-1)
+    click.echo(
+        f"wrote {out}: {len(cset.labels)} images ({ipc} per class, {data.num_classes} classes), "
+        f"source sha256 {cset.extra_attrs['source_sha256'][:12]}"
+    )
+
+
+@main.command("export")
+@click.argument("set_file", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--dataset",
+    "dataset_file",
+    type=click.Path(dir_okay=False),
+    help="prepared dataset .h5 (class names)",
+)
+@_user_errors
+def export_cmd(set_file: str, out_dir: str, dataset_file: str | None) -> None:
+    """Write a condensed set as 8-bit PNG class folders with labels.csv (+ soft_labels.npy)."""
+    from .export import export_set
+
+    info = export_set(set_file, out_dir, dataset=dataset_file)
+    click.echo(
+        f"wrote {info['images']} PNG images in {info['classes']} class folders to {out_dir} "
+        f"(max 8-bit quantisation error {info['max_quantisation_error']:.3g})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,529 @@
+"""External condensed sets: check a set made elsewhere and turn it into a ddbench condensed set.
+
+One file or folder per IPC, named by a pattern such as ``sets/mine/ipc{ipc}.npz``. Supported:
+
+* ``npz`` / ``pt``: ``images`` ``[n,C,H,W]`` or ``[n,H,W,C]`` (``[n,H,W]`` for one channel),
+  uint8 0..255 or float in [0, 1]; ``labels`` int ``[n]``; optional ``soft_labels`` float
+  ``[n,K]`` and ``classes`` (the class names, checked against the dataset's, in order).
+  ``.pt`` files load with ``torch.load(weights_only=True)``; ``.npz`` without pickle.
+* ``imagefolder``: one sub-folder per class holding PNG/JPEG images of exactly the dataset's
+  resolution and mode (8-bit grey ``L`` or ``RGB``). A sub-folder names its class by the class
+  name (``Dress``), the name with characters other than letters, digits, ``.``, ``-`` and ``_``
+  replaced by ``_`` (``T-shirt_top``), the 0-based class index (``3``, ``003``) or index and
+  name (``003_Dress``, as written by ``ddbench export``); an exact class name wins over an index.
+  Images are taken in the order of ``labels.csv`` (columns ``file``, ``label``) when the folder
+  has one, else class by class in file-name order; ``soft_labels.npy`` rows follow that order.
+* ``h5``: a ddbench condensed set (``ddbench.condensed/1``).
+
+Everything is checked against the dataset (class count and names, exact IPC per class,
+resolution, channels, value range, NaN) and every problem raises a ``DataFileError`` naming
+the file. No torch or PIL import at module level: the Snakefile imports the method registry.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..datasets import ImageData
+from ..h5io import DataFileError, file_sha256
+from .base import CondensedSet, Context, Method, register_method
+
+FORMATS = ("auto", "imagefolder", "npz", "pt", "h5")
+SUFFIX_FORMATS = {".npz": "npz", ".pt": "pt", ".pth": "pt", ".h5": "h5", ".hdf5": "h5"}
+ARRAY_KEYS = ("images", "labels", "soft_labels", "classes")
+FOLDER_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+FOLDER_SIDE_FILES = ("labels.csv", "soft_labels.npy", "meta.json")
+PATTERN_FIELDS = ("ipc", "seed")
+
+
+def safe_class_name(name: str) -> str:
+    """A class name usable as a folder name: characters outside [A-Za-z0-9._-] become '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(name))
+
+
+def pattern_fields(pattern: str) -> list[str]:
+    """The fields of a path pattern; ValueError unless they are only {ipc} and {seed}."""
+    try:
+        parsed = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        raise ValueError(
+            f"path: {pattern!r} is not a valid pattern ({exc}); write braces as {{{{ }}}}"
+        ) from None
+    fields = []
+    for _, field, _, conversion in parsed:
+        if field is None:
+            continue
+        if field not in PATTERN_FIELDS or conversion:
+            raise ValueError(
+                f"path: {pattern!r} uses {{{field}{'!' + conversion if conversion else ''}}}; "
+                "only {ipc} and {seed} are allowed"
+            )
+        fields.append(field)
+    if "ipc" not in fields:
+        raise ValueError(f"path: {pattern!r} has no {{ipc}}: give one set per IPC")
+    try:
+        pattern.format(ipc=1, seed=0)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"path: {pattern!r} has a bad format spec ({exc})") from None
+    return fields
+
+
+def format_path(pattern: str, ipc: int | str, seed: int | str) -> str:
+    """The file of one cell: the pattern with {ipc} and {seed} filled in."""
+    return pattern.format(ipc=int(ipc), seed=int(seed))
+
+
+def external_inputs(pattern: str, ipc: int | str, seed: int | str) -> dict[str, Any]:
+    """Snakemake inputs of an external set: the path, plus every entry of it when it is a folder.
+
+    Listing a folder's files and sub-folders makes an edited, added or removed image rerun
+    the set (a folder's own modification time does not change when a file in it is edited).
+    """
+    path = format_path(pattern, ipc, seed)
+    inputs: dict[str, Any] = {"external": path}
+    if os.path.isdir(path):
+        entries = []
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            entries += [os.path.join(root, d) for d in dirs]
+            entries += [os.path.join(root, f) for f in sorted(files) if not f.startswith(".")]
+        inputs["external_files"] = entries
+    return inputs
+
+
+def detect_format(path: str | os.PathLike, fmt: str = "auto") -> str:
+    """The source format: `fmt` unless 'auto', else a folder or the file suffix decides."""
+    if fmt != "auto":
+        if fmt not in FORMATS:
+            raise DataFileError(f"{path}: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+        return fmt
+    path = Path(path)
+    if path.is_dir():
+        return "imagefolder"
+    found = SUFFIX_FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise DataFileError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r} "
+            f"(known: {', '.join(SUFFIX_FORMATS)} or a folder); set format:"
+        )
+    return found
+
+
+def source_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, or of a folder's sorted (relative path, file SHA-256) manifest."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue
+        digest.update(f"{rel}\t{file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def load_external(
+    path: str | os.PathLike,
+    data: ImageData,
+    ipc: int,
+    *,
+    fmt: str = "auto",
+    method: str = "external",
+    params: dict | None = None,
+) -> CondensedSet:
+    """Read, check and convert an external set for `data` at `ipc`; provenance in extra_attrs."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: external set does not exist")
+    fmt = detect_format(path, fmt)
+    if fmt == "imagefolder":
+        if not path.is_dir():
+            raise DataFileError(f"{path}: format imagefolder needs a folder")
+        arrays = _read_folder(path, data)
+    elif path.is_dir():
+        raise DataFileError(f"{path}: is a folder, but format {fmt} needs a file")
+    elif fmt == "npz":
+        arrays = _read_npz(path)
+    elif fmt == "pt":
+        arrays = _read_pt(path)
+    else:
+        arrays = _read_h5(path)
+    cset = _to_condensed(path, arrays, data, int(ipc))
+    cset.method = method
+    cset.params = dict(params) if params is not None else {"path": str(path), "format": fmt}
+    cset.extra_attrs = {
+        "source_path": str(path),
+        "source_sha256": source_sha256(path),
+        "source_format": fmt,
+    }
+    return cset
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _read_npz(path: Path) -> dict[str, Any]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+            _check_keys(path, keys)
+            return {k: z[k] for k in keys}
+    except DataFileError:
+        raise
+    except ValueError as exc:  # object arrays need pickle
+        raise DataFileError(
+            f"{path}: holds arrays that need pickle ({exc}); store plain numeric arrays"
+        ) from None
+    except (OSError, EOFError) as exc:
+        raise DataFileError(f"{path}: not a readable .npz file: {exc}") from None
+    except Exception as exc:  # zipfile.BadZipFile and friends
+        raise DataFileError(f"{path}: not a readable .npz file: {exc}") from None
+
+
+def _read_pt(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for anything beyond tensors and containers
+        raise DataFileError(
+            f"{path}: cannot be loaded with torch.load(weights_only=True) "
+            f"(a dict of tensors is expected): {str(exc).splitlines()[0]}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise DataFileError(
+            f"{path}: holds a {type(obj).__name__}, expected a dict with images, labels"
+        )
+    _check_keys(path, list(obj))
+    out = {}
+    for key, value in obj.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        out[key] = value if key == "classes" else np.asarray(value)
+    return out
+
+
+def _read_h5(path: Path) -> dict[str, Any]:
+    cset = CondensedSet.load(path)
+    out: dict[str, Any] = {"images": cset.images, "labels": cset.labels}
+    if cset.soft_labels is not None:
+        out["soft_labels"] = cset.soft_labels
+    return out
+
+
+def _check_keys(path: Path, keys: list[str]) -> None:
+    unknown = [k for k in keys if k not in ARRAY_KEYS]
+    if unknown:
+        raise DataFileError(
+            f"{path}: unexpected entries {', '.join(map(repr, unknown))} "
+            f"(allowed: {', '.join(ARRAY_KEYS)})"
+        )
+    missing = [k for k in ("images", "labels") if k not in keys]
+    if missing:
+        raise DataFileError(
+            f"{path}: missing {' and '.join(missing)} (found: {', '.join(keys) or 'nothing'})"
+        )
+
+
+def _folder_class(path: Path, folder: str, classes: list[str]) -> int:
+    """The class index a sub-folder name stands for (see the module docstring)."""
+    if folder in classes:
+        return classes.index(folder)
+    safe = [safe_class_name(c) for c in classes]
+    if safe.count(folder) == 1:
+        return safe.index(folder)
+    m = re.fullmatch(r"(\d+)(?:_(.*))?", folder)
+    if m is None:
+        raise DataFileError(
+            f"{path}: sub-folder {folder!r} is not a class of the dataset "
+            f"(name a class folder by class name, index 0..{len(classes) - 1} or index_name; "
+            f"classes: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})"
+        )
+    index = int(m.group(1))
+    if index >= len(classes):
+        raise DataFileError(
+            f"{path}: sub-folder {folder!r} names class {index}, but the dataset has "
+            f"{len(classes)} classes (0..{len(classes) - 1})"
+        )
+    if m.group(2) is not None and m.group(2) not in (classes[index], safe[index]):
+        raise DataFileError(
+            f"{path}: sub-folder {folder!r} names class {index} {m.group(2)!r}, but class "
+            f"{index} of the dataset is {classes[index]!r}"
+        )
+    return index
+
+
+def _read_folder(path: Path, data: ImageData) -> dict[str, Any]:
+    from PIL import Image
+
+    classes = list(data.classes)
+    mode = {1: "L", 3: "RGB"}.get(data.in_chans)
+    if mode is None:
+        raise DataFileError(f"{path}: image folders need a 1- or 3-channel dataset")
+    folders: dict[int, str] = {}
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            c = _folder_class(path, entry.name, classes)
+            if c in folders:
+                raise DataFileError(
+                    f"{path}: sub-folders {folders[c]!r} and {entry.name!r} both name class "
+                    f"{c} ({classes[c]!r})"
+                )
+            folders[c] = entry.name
+        elif entry.name.lower().endswith(FOLDER_IMAGE_EXTENSIONS):
+            raise DataFileError(
+                f"{path}: image {entry.name} lies outside the class sub-folders "
+                "(one sub-folder per class)"
+            )
+    if not folders:
+        raise DataFileError(f"{path}: no class sub-folders (one sub-folder per class, PNG/JPEG)")
+    missing = [c for c in range(len(classes)) if c not in folders]
+    if missing:
+        names = ", ".join(f"{c} ({classes[c]!r})" for c in missing[:10])
+        raise DataFileError(
+            f"{path}: no sub-folder for class(es) {names}; every one of the {len(classes)} "
+            "classes needs one"
+        )
+    files: list[tuple[str, int]] = []
+    for c in range(len(classes)):
+        folder = path / folders[c]
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            if not entry.is_file() or not entry.name.lower().endswith(FOLDER_IMAGE_EXTENSIONS):
+                raise DataFileError(
+                    f"{folder / entry.name}: not a PNG/JPEG image (class folders hold images only)"
+                )
+            files.append((f"{folders[c]}/{entry.name}", c))
+    order = _csv_order(path, files) if (path / "labels.csv").exists() else files
+    h, w, want_c = data.image_size, data.image_size, data.in_chans
+    images = np.empty((len(order), h, w, want_c), dtype=np.uint8)
+    for i, (rel, _) in enumerate(order):
+        file = path / rel
+        try:
+            with Image.open(file) as img:
+                if img.mode != mode:
+                    raise DataFileError(
+                        f"{file}: image mode {img.mode}, expected {mode} "
+                        f"(8-bit {'grey' if mode == 'L' else 'RGB'}) for the {want_c}-channel "
+                        f"dataset {data.name!r}"
+                    )
+                if img.size != (w, h):
+                    raise DataFileError(
+                        f"{file}: image is {img.size[0]}x{img.size[1]} pixels, but dataset "
+                        f"{data.name!r} is {w}x{h} (external sets are not resized)"
+                    )
+                images[i] = np.asarray(img, dtype=np.uint8).reshape(h, w, want_c)
+        except DataFileError:
+            raise
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DataFileError(f"{file}: cannot read image ({exc})") from None
+    out: dict[str, Any] = {
+        "images": images,
+        "labels": np.array([c for _, c in order], dtype=np.int64),
+    }
+    soft = path / "soft_labels.npy"
+    if soft.exists():
+        try:
+            out["soft_labels"] = np.load(soft, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataFileError(f"{soft}: not a readable .npy array: {exc}") from None
+    return out
+
+
+def _csv_order(path: Path, files: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Images in the row order of labels.csv, checked against the class folders."""
+    csv_path = path / "labels.csv"
+    label_of = dict(files)
+    order: list[tuple[str, int]] = []
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"file", "label"} <= set(reader.fieldnames):
+            raise DataFileError(f"{csv_path}: needs a header with columns file and label")
+        for line, row in enumerate(reader, start=2):
+            rel = row["file"]
+            if rel not in label_of:
+                raise DataFileError(f"{csv_path}:{line}: {rel!r} is not an image in a class folder")
+            try:
+                label = int(row["label"])
+            except ValueError:
+                raise DataFileError(
+                    f"{csv_path}:{line}: label {row['label']!r} is not an integer"
+                ) from None
+            if label != label_of[rel]:
+                raise DataFileError(
+                    f"{csv_path}:{line}: {rel!r} has label {label} but lies in the folder of class {label_of[rel]}"
+                )
+            order.append((rel, label))
+    listed = [rel for rel, _ in order]
+    if len(set(listed)) != len(listed):
+        raise DataFileError(f"{csv_path}: lists an image more than once")
+    unlisted = sorted(set(label_of) - set(listed))
+    if unlisted:
+        raise DataFileError(f"{csv_path}: does not list {', '.join(unlisted[:5])}")
+    return order
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _describe(shape: tuple[int, ...]) -> str:
+    """'16x16 pixels, 1 channel' for a [n,C,H,W] or [n,H,W,C] shape, when it can tell."""
+    if len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3):
+        return f"{shape[3]}x{shape[2]} pixels, {shape[1]} channel(s)"
+    if len(shape) == 4 and shape[3] in (1, 3):
+        return f"{shape[2]}x{shape[1]} pixels, {shape[3]} channel(s)"
+    return f"shape {shape}"
+
+
+def _to_condensed(path: Path, arrays: dict[str, Any], data: ImageData, ipc: int) -> CondensedSet:
+    k, c, s = data.num_classes, data.in_chans, data.image_size
+    images = np.asarray(arrays["images"])
+    if images.ndim == 3 and c == 1:
+        images = images[:, None]
+    chw, hwc = (c, s, s), (s, s, c)
+    want = f"[n, {c}, {s}, {s}] or [n, {s}, {s}, {c}]"
+    if images.ndim != 4:
+        raise DataFileError(f"{path}: images have shape {images.shape}, expected {want}")
+    if tuple(images.shape[1:]) == chw:
+        pass
+    elif tuple(images.shape[1:]) == hwc:
+        images = images.transpose(0, 3, 1, 2)
+    else:
+        raise DataFileError(
+            f"{path}: images have shape {tuple(images.shape)} ({_describe(images.shape)}), but "
+            f"dataset {data.name!r} is {s}x{s} pixels, {c} channel(s): expected {want}"
+        )
+    if images.dtype == np.uint8:
+        floats = images.astype(np.float32) / np.float32(255.0)
+    elif np.issubdtype(images.dtype, np.floating):
+        floats = images.astype(np.float32)
+        bad = ~np.isfinite(images)
+        if bad.any():
+            n_nan = int(np.isnan(images).sum())
+            raise DataFileError(
+                f"{path}: images contain {n_nan} NaN and {int(bad.sum()) - n_nan} infinite "
+                f"pixel values (in {int(bad.reshape(len(images), -1).any(1).sum())} of "
+                f"{len(images)} images)"
+            )
+        lo, hi = float(images.min(initial=0.0)), float(images.max(initial=0.0))
+        if lo < 0.0 or hi > 1.0:
+            hint = " (0..255 floats? divide by 255 or store uint8)" if hi > 1.0 and lo >= 0 else ""
+            raise DataFileError(
+                f"{path}: float pixel values range over [{lo:.4g}, {hi:.4g}], expected [0, 1]{hint}"
+            )
+    else:
+        raise DataFileError(
+            f"{path}: images have dtype {images.dtype}, expected uint8 (0..255) or float (0..1)"
+        )
+    labels = np.asarray(arrays["labels"])
+    if labels.ndim == 2:
+        raise DataFileError(
+            f"{path}: labels have shape {labels.shape}; give class indices [n] "
+            "(probability vectors go into soft_labels)"
+        )
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataFileError(
+            f"{path}: labels are {labels.dtype} {labels.shape}, expected integer class indices [n]"
+        )
+    if len(labels) != len(floats):
+        raise DataFileError(f"{path}: {len(floats)} images but {len(labels)} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() >= k):
+        raise DataFileError(
+            f"{path}: labels range over {labels.min()}..{labels.max()}, but dataset "
+            f"{data.name!r} has {k} classes (0..{k - 1})"
+        )
+    if "classes" in arrays:
+        names = [str(n) for n in np.asarray(arrays["classes"]).reshape(-1).tolist()]
+        if names != list(data.classes):
+            raise DataFileError(
+                f"{path}: class names {names[:10]} differ from dataset {data.name!r}'s "
+                f"{list(data.classes)[:10]} (same classes in the same order needed)"
+            )
+    counts = np.bincount(labels.astype(np.int64), minlength=k)
+    if (counts != ipc).any():
+        wrong = [f"{data.classes[i]!r} has {int(n)}" for i, n in enumerate(counts) if n != ipc]
+        more = f" (and {len(wrong) - 8} more)" if len(wrong) > 8 else ""
+        raise DataFileError(
+            f"{path}: expected exactly IPC {ipc} images per class for {k} classes, but class "
+            f"{', '.join(wrong[:8])}{more}"
+        )
+    soft = arrays.get("soft_labels")
+    if soft is not None:
+        soft = np.asarray(soft)
+        if soft.shape != (len(labels), k) or not np.issubdtype(soft.dtype, np.floating):
+            raise DataFileError(
+                f"{path}: soft_labels are {soft.dtype} {soft.shape}, expected float [{len(labels)}, {k}]"
+            )
+        if not np.isfinite(soft).all():
+            raise DataFileError(f"{path}: soft_labels contain NaN or infinite values")
+        soft = soft.astype(np.float32)
+    cset = CondensedSet(
+        images=np.ascontiguousarray(floats),
+        labels=labels.astype(np.int64),
+        method="external",
+        kind="external",
+        params={},
+        ipc=ipc,
+        dataset=data.name,
+        soft_labels=soft,
+    )
+    cset.validate(k, chw, where=str(path))
+    return cset
+
+
+# --------------------------------------------------------------------------- the method
+
+
+@register_method("external")
+class ExternalSet(Method):
+    """A condensed set made elsewhere: one file or folder per IPC, checked and converted."""
+
+    requires = frozenset({"external"})
+    param_schema = {
+        "type": "object",
+        "properties": {
+            "path": {
+                # {ipc} is required, checked in check_params (a schema `pattern` error would
+                # print the regex); `examples` gives conformance tests a valid value
+                "type": "string",
+                "minLength": 1,
+                "examples": ["sets/mine/ipc{ipc}.npz"],
+                "description": "file or folder per cell, a pattern with {ipc} and optionally "
+                "{seed}, e.g. sets/mine/ipc{ipc}.npz; relative to the working directory",
+            },
+            "format": {
+                "type": "string",
+                "enum": list(FORMATS),
+                "default": "auto",
+                "description": "auto: a folder is imagefolder, else the suffix decides",
+            },
+        },
+        "required": ["path"],
+        "additionalProperties": False,
+    }
+
+    def check_params(self) -> None:
+        pattern_fields(self.params["path"])
+
+    def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
+        path = ctx.extras.get("external_path") or format_path(self.params["path"], ipc, seed)
+        return load_external(
+            path,
+            ctx.data,
+            ipc,
+            fmt=self.params.get("format", "auto"),
+            method=self.kind,
+            params=dict(self.params),
+        )

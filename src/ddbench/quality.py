@@ -1,0 +1,325 @@
+"""Quality of a condensed set in a fixed feature space: PRDC, MMD² and nearest-real distances.
+
+Features are the teacher's penultimate layer: the real training split comes from
+`results/{dataset}/features/{teacher}.h5`, the condensed images are embedded with the same
+teacher checkpoint. Every quantity is computed per class (condensed images of class c against
+real training images of class c) and then averaged over classes.
+
+Definitions (k = `quality.k`, real set X of size N, condensed set Y of size M, per class):
+
+* r_k(z; S) = distance from z to its k-th nearest neighbour in S \\ {z}.
+* precision = 1/M Σ_j 1[∃ i: ‖Y_j − X_i‖ < r_k(X_i; X)]                (real radii)
+* recall    = 1/N Σ_i 1[∃ j: ‖X_i − Y_j‖ < r_k(Y_j; Y)]                (condensed radii)
+* density   = 1/(kM) Σ_j Σ_i 1[‖Y_j − X_i‖ < r_k(X_i; X)]              (real radii)
+* coverage  = 1/N Σ_i 1[min_j ‖X_i − Y_j‖ < r_k(X_i; X)]               (real radii)
+
+(Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for Generative Models"; strict
+`<` as in their reference implementation.) Only recall needs k-NN radii of the condensed set,
+so it is undefined when M ≤ k (IPC ≤ k); precision, density and coverage need N > k real
+images of the class. Undefined values are written as `null` with a reason.
+
+MMD² uses the *unbiased* U-statistic of Gretton et al. 2012 (JMLR, Lemma 6)
+
+    MMD²_u = 1/(N(N−1)) Σ_{i≠i'} κ(X_i, X_i') + 1/(M(M−1)) Σ_{j≠j'} κ(Y_j, Y_j')
+             − 2/(NM) Σ_{i,j} κ(X_i, Y_j)
+
+with the RBF kernel κ(a, b) = exp(−‖a − b‖² / (2σ²)) and σ the median pairwise distance among
+the class's real features (median heuristic on real data only, so every method of a class is
+measured with the same kernel). It can be slightly negative; it needs M ≥ 2 (null at IPC 1,
+where `mmd2_biased`, the V-statistic, is still reported).
+
+Memorisation check: for each condensed image the distance to its nearest real training image
+of the same class, over *all* real images of the class, in feature space and in pixel space
+(L2 over the [0,1]-scaled C·H·W vector). Coresets are copies: pixel minimum 0.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+EXACT_COPY_TOL = 1e-3  # pixel-space L2 (images in [0,1]) below which an image counts as a copy
+PRDC_KEYS = ("precision", "recall", "density", "coverage")
+
+
+# ------------------------------------------------------------------ distances and k-NN radii
+def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances [len(a), len(b)] in float64."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(sq, 0.0))
+
+
+def kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance from each point of x to its k-th nearest *other* point of x (needs len(x) > k)."""
+    if len(x) <= k:
+        raise ValueError(f"k-NN radii need more than k = {k} points, got {len(x)}")
+    d = pairwise_distances(x, x)
+    # column 0 of the sorted row is the point itself (distance 0), column k its k-th neighbour
+    return np.partition(d, k, axis=1)[:, k]
+
+
+def prdc(
+    real: np.ndarray, fake: np.ndarray, k: int = 5
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Precision, recall, density and coverage of `fake` against `real` (Naeem et al. 2020).
+
+    Returns (values, reasons): an undefined value is None and `reasons[key]` says why.
+    """
+    n, m = len(real), len(fake)
+    values: dict[str, float | None] = dict.fromkeys(PRDC_KEYS)
+    reasons: dict[str, str] = {}
+    d_rf = pairwise_distances(real, fake)  # [N, M]
+    if n > k:
+        r_real = kth_neighbour_radii(real, k)
+        inside = d_rf < r_real[:, None]  # inside[i, j]: fake j in the k-NN ball of real i
+        values["precision"] = float(inside.any(axis=0).mean())
+        values["density"] = float(inside.sum(axis=0).mean() / k)
+        values["coverage"] = float(inside.any(axis=1).mean())
+    else:
+        why = f"needs more than k = {k} real images of the class (k-NN radii of the real set), got {n}"
+        for key in ("precision", "density", "coverage"):
+            reasons[key] = why
+    if m > k:
+        r_fake = kth_neighbour_radii(fake, k)
+        values["recall"] = float((d_rf < r_fake[None, :]).any(axis=1).mean())
+    else:
+        reasons["recall"] = (
+            f"needs more than k = {k} condensed images per class (k-NN radii of the condensed "
+            f"set), got {m}"
+        )
+    return values, reasons
+
+
+# ------------------------------------------------------------------ MMD
+def median_bandwidth(x: np.ndarray) -> float:
+    """Median heuristic: the median Euclidean distance over distinct pairs of x (1.0 if degenerate)."""
+    if len(x) < 2:
+        return 1.0
+    d = pairwise_distances(x, x)
+    med = float(np.median(d[np.triu_indices(len(x), 1)]))
+    return med if med > 0 else 1.0
+
+
+def rbf_kernel(a: np.ndarray, b: np.ndarray, sigma: float) -> np.ndarray:
+    """exp(−‖a − b‖² / (2σ²))."""
+    return np.exp(-(pairwise_distances(a, b) ** 2) / (2.0 * sigma * sigma))
+
+
+def mmd2(x: np.ndarray, y: np.ndarray, sigma: float, *, unbiased: bool = True) -> float:
+    """Squared MMD with an RBF kernel: unbiased U-statistic (Gretton et al. 2012) or biased V-statistic."""
+    n, m = len(x), len(y)
+    kxx, kyy, kxy = rbf_kernel(x, x, sigma), rbf_kernel(y, y, sigma), rbf_kernel(x, y, sigma)
+    if unbiased:
+        if n < 2 or m < 2:
+            raise ValueError("the unbiased MMD² needs at least two points in each set")
+        sxx = (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+        syy = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+    else:
+        sxx, syy = kxx.mean(), kyy.mean()
+    return float(sxx + syy - 2.0 * kxy.mean())
+
+
+# ------------------------------------------------------------------ memorisation
+def nearest_distances(query: np.ndarray, reference: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """For each query row, the Euclidean distance to its nearest reference row (chunked)."""
+    best = np.full(len(query), np.inf)
+    q = np.asarray(query, dtype=np.float64).reshape(len(query), -1)
+    for start in range(0, len(reference), chunk):
+        ref = np.asarray(reference[start : start + chunk], dtype=np.float64).reshape(
+            min(chunk, len(reference) - start), -1
+        )
+        best = np.minimum(best, pairwise_distances(q, ref).min(axis=1))
+    return best
+
+
+# ------------------------------------------------------------------ per-class aggregation
+@dataclass
+class QualityInputs:
+    """Real and condensed data of one condensed set, in feature and pixel space."""
+
+    real_features: np.ndarray  # [N, D] float, the whole training split
+    real_labels: np.ndarray  # [N] int64
+    real_pixels: np.ndarray  # [N, ...] uint8 or float in [0,1]
+    fake_features: np.ndarray  # [M, D]
+    fake_labels: np.ndarray  # [M]
+    fake_pixels: np.ndarray  # [M, ...] float in [0,1]
+    num_classes: int
+
+
+def real_subsample(labels: np.ndarray, c: int, max_per_class: int | None) -> np.ndarray:
+    """Indices of the real images of class c used by PRDC and MMD: a fixed seeded subsample.
+
+    The subsample depends only on the labels and the cap (seed 0), so every method, IPC and
+    seed is compared against the same real reference set.
+    """
+    idx = np.flatnonzero(labels == c)
+    if max_per_class is None or len(idx) <= max_per_class:
+        return idx
+    rng = np.random.default_rng(0)
+    return np.sort(rng.choice(idx, size=max_per_class, replace=False))
+
+
+def _pixels_float(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
+def quality_metrics(inp: QualityInputs, k: int = 5, max_real_per_class: int | None = 1000) -> dict:
+    """Per-class and class-averaged PRDC, MMD² and nearest-real-neighbour distances."""
+    per_class = []
+    undefined: dict[str, str] = {}
+    for c in range(inp.num_classes):
+        fake_idx = np.flatnonzero(inp.fake_labels == c)
+        all_real = np.flatnonzero(inp.real_labels == c)
+        if len(fake_idx) == 0 or len(all_real) == 0:
+            continue
+        real_idx = real_subsample(inp.real_labels, c, max_real_per_class)
+        xr, yf = inp.real_features[real_idx], inp.fake_features[fake_idx]
+        values, reasons = prdc(xr, yf, k)
+        for key, why in reasons.items():
+            undefined.setdefault(key, why)
+        sigma = median_bandwidth(xr)
+        if len(yf) >= 2 and len(xr) >= 2:
+            m_u: float | None = mmd2(xr, yf, sigma, unbiased=True)
+        else:
+            m_u = None
+            undefined.setdefault(
+                "mmd2",
+                f"the unbiased MMD² needs at least 2 condensed images per class, got {len(yf)}",
+            )
+        nn_feat = nearest_distances(yf, inp.real_features[all_real])
+        fake_px = _pixels_float(inp.fake_pixels[fake_idx]).reshape(len(fake_idx), -1)
+        real_px = inp.real_pixels[all_real]
+        nn_px = np.full(len(fake_idx), np.inf)
+        for start in range(0, len(real_px), 1024):
+            block = _pixels_float(real_px[start : start + 1024]).reshape(
+                min(1024, len(real_px) - start), -1
+            )
+            nn_px = np.minimum(nn_px, pairwise_distances(fake_px, block).min(axis=1))
+        per_class.append(
+            {
+                "class": c,
+                "n_real": int(len(real_idx)),
+                "n_real_all": int(len(all_real)),
+                "n_condensed": int(len(fake_idx)),
+                **values,
+                "mmd2": m_u,
+                "mmd2_biased": mmd2(xr, yf, sigma, unbiased=False),
+                "mmd_bandwidth": sigma,
+                "nn_feature_mean": float(nn_feat.mean()),
+                "nn_feature_min": float(nn_feat.min()),
+                "nn_pixel_mean": float(nn_px.mean()),
+                "nn_pixel_min": float(nn_px.min()),
+                "exact_copy_fraction": float((nn_px < EXACT_COPY_TOL).mean()),
+            }
+        )
+    if not per_class:
+        raise ValueError("no class has both real and condensed images")
+    out: dict[str, Any] = {}
+    for key in (*PRDC_KEYS, "mmd2", "mmd2_biased", "nn_feature_mean", "nn_pixel_mean"):
+        out[key] = _mean_or_none([row[key] for row in per_class])
+    out["nn_feature_min"] = float(min(row["nn_feature_min"] for row in per_class))
+    out["nn_pixel_min"] = float(min(row["nn_pixel_min"] for row in per_class))
+    out["exact_copy_fraction"] = float(
+        sum(row["exact_copy_fraction"] * row["n_condensed"] for row in per_class)
+        / sum(row["n_condensed"] for row in per_class)
+    )
+    out["undefined"] = {key: why for key, why in undefined.items() if out.get(key) is None}
+    out["per_class"] = per_class
+    return out
+
+
+# ------------------------------------------------------------------ the workflow entry point
+def compute_quality(
+    dataset_path: str | os.PathLike,
+    features_path: str | os.PathLike,
+    teacher_path: str | os.PathLike,
+    condensed_path: str | os.PathLike,
+    teacher: str,
+    out_json: str | os.PathLike,
+    out_features: str | os.PathLike,
+    *,
+    k: int = 5,
+    max_real_per_class: int | None = 1000,
+    seed: int = 0,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> dict:
+    """Embed a condensed set with the teacher, write its quality JSON and its features (HDF5)."""
+    import torch
+
+    from .datasets import load_dataset
+    from .engine import embed, resolve_device, set_determinism
+    from .features import load_features
+    from .h5io import config_sha256, file_sha256, write_h5, write_json
+    from .methods.base import CondensedSet
+    from .teachers import load_teacher
+
+    set_determinism(0, threads)
+    data = load_dataset(dataset_path)
+    real_feats = load_features(features_path, len(data.train_labels))
+    cset = CondensedSet.load(
+        condensed_path, data.num_classes, (data.in_chans, data.image_size, data.image_size)
+    )
+    model = load_teacher(teacher_path, data).to(resolve_device(device))
+    fake_feats = embed(model, torch.from_numpy(cset.images)).numpy().astype(np.float32)
+    if fake_feats.shape[1] != real_feats.shape[1]:
+        raise ValueError(
+            f"{features_path}: feature dimension {real_feats.shape[1]} differs from the teacher's "
+            f"{fake_feats.shape[1]} ({teacher_path})"
+        )
+    metrics = quality_metrics(
+        QualityInputs(
+            real_features=real_feats,
+            real_labels=data.train_labels,
+            real_pixels=data.train_images.transpose(0, 3, 1, 2),  # CHW order, as the set
+            fake_features=fake_feats,
+            fake_labels=cset.labels,
+            fake_pixels=cset.images,
+            num_classes=data.num_classes,
+        ),
+        k=k,
+        max_real_per_class=max_real_per_class,
+    )
+    params = {"teacher": teacher, "k": k, "max_real_per_class": max_real_per_class}
+    result = {
+        "dataset": data.name,
+        "method": cset.method,
+        "ipc": int(cset.ipc),
+        "seed": int(seed),
+        "teacher": teacher,
+        "k": int(k),
+        "max_real_per_class": max_real_per_class,
+        "feature_dim": int(fake_feats.shape[1]),
+        "n_condensed": int(len(cset.labels)),
+        "classes": list(data.classes),
+        **metrics,
+        "definitions": {
+            "prdc": "Naeem et al. 2020, per class, k-NN balls with strict <, class mean",
+            "mmd2": "unbiased U-statistic (Gretton et al. 2012), RBF kernel, sigma = median "
+            "pairwise distance of the class's real features; class mean",
+            "nn_distance": "L2 to the nearest real training image of the same class (all of "
+            "them), teacher features and [0,1] pixels",
+        },
+        "config_sha256": config_sha256(params),
+        "condensed_sha256": file_sha256(condensed_path),
+    }
+    write_json(out_json, result)
+    write_h5(
+        out_features,
+        "features",
+        {"features": fake_feats, "labels": cset.labels.astype(np.int64)},
+        created_by="ddbench.quality.compute_quality",
+        params=params,
+        seed=seed,
+        attrs={"extractor": teacher, "dataset": data.name, "method": cset.method, "ipc": cset.ipc},
+    )
+    return result

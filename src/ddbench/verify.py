@@ -1,0 +1,136 @@
+"""Provenance check: every result file against the current config and ddbench version.
+
+Each writer stores `config_sha256` of the parameters that produced the file (HDF5 root
+attribute, or a JSON field). `verify_results` recomputes the expected hash from the config
+for every file under `resources/` and `results/` and reports files that are stale (made from
+other parameters or another ddbench version), foreign (no target of this config), corrupt
+(unreadable) or missing. No torch needed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from dataclasses import replace as dc_replace
+from pathlib import Path
+
+import h5py
+
+from . import __version__
+from .config import grid
+from .h5io import FORMATS, config_sha256
+from .protocols import resolve_protocol
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One file's provenance status."""
+
+    path: str
+    status: str  # ok | stale | foreign | corrupt | missing
+    reason: str = ""
+
+
+def expected_eval_sha(
+    config: dict, protocol: str, student: str, seed: int, reference: bool = False
+) -> str:
+    """The config hash an evaluation JSON of this cell must carry."""
+    p = resolve_protocol(protocol, config["protocols"][protocol])
+    if reference and p.full_epochs is None:
+        p = dc_replace(p, epochs=int(config["reference"]["epochs"]))
+    return config_sha256(
+        {"protocol": p.to_dict(), "student": config["students"][student], "seed": int(seed)}
+    )
+
+
+def expected_hashes(config: dict) -> dict[str, str]:
+    """Relative path -> expected config_sha256 for every target the config defines."""
+    out: dict[str, str] = {}
+    for ds, spec in config["datasets"].items():
+        out[f"resources/datasets/{ds}.h5"] = config_sha256(spec)
+        for t, tspec in config["teachers"].items():
+            out[f"results/{ds}/teachers/{t}.json"] = config_sha256(tspec)
+            out[f"results/{ds}/features/{t}.h5"] = config_sha256({"extractor": t})
+        for s, sspec in config["scorers"].items():
+            out[f"results/{ds}/scores/{s}.h5"] = config_sha256(sspec)
+    for cell in grid(config):
+        ds, m, ipc, seed = cell["dataset"], cell["method"], cell["ipc"], cell["seed"]
+        spec = config["methods"][m]
+        params = {k: v for k, v in spec.items() if k != "kind"}
+        out[f"results/{ds}/condensed/{m}/ipc{ipc}/s{seed}.h5"] = config_sha256(
+            {"method": m, "kind": spec["kind"], **params}
+        )
+        out[f"results/{ds}/eval/{cell['protocol']}/{cell['student']}/{m}/ipc{ipc}/s{seed}.json"] = (
+            expected_eval_sha(config, cell["protocol"], cell["student"], seed)
+        )
+    if config["reference"]["enabled"]:
+        for ds in config["datasets"]:
+            for p in config["protocols"]:
+                for st in config["students"]:
+                    for s in config["reference"]["seeds"] or config["seeds"]:
+                        out[f"results/{ds}/eval/{p}/{st}/full_train/s{s}.json"] = expected_eval_sha(
+                            config, p, st, s, True
+                        )
+    return out
+
+
+def _read_provenance(path: Path) -> tuple[str | None, str | None]:
+    """(config_sha256, ddbench_version) of a result file; raises ValueError if unreadable."""
+    if path.suffix == ".h5":
+        try:
+            with h5py.File(path, "r") as f:
+                fmt = f.attrs.get("format")
+                if fmt not in FORMATS.values():
+                    raise ValueError(f"format {fmt!r} is not a ddbench format")
+                return str(f.attrs.get("config_sha256")), str(f.attrs.get("ddbench_version"))
+        except OSError as exc:
+            raise ValueError(f"not a readable HDF5 file: {exc}") from None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    version = data.get("versions", {}).get("ddbench")
+    return data.get("config_sha256"), version
+
+
+_CHECKED = re.compile(
+    r"(resources/datasets/.*\.h5|results/[^/]+/(teachers/.*\.json|features/.*\.h5|scores/.*\.h5|condensed/.*\.h5|eval/.*\.json))$"
+)
+
+
+def verify_results(config: dict, workdir: str | Path = ".") -> list[Finding]:
+    """Provenance status of every result file under `workdir` (and of missing targets)."""
+    workdir = Path(workdir)
+    expected = expected_hashes(config)
+    findings: list[Finding] = []
+    seen = set()
+    files = sorted(
+        p for root in ("resources", "results") for p in (workdir / root).rglob("*") if p.is_file()
+    )
+    for path in files:
+        rel = path.relative_to(workdir).as_posix()
+        if not _CHECKED.search(rel):
+            continue
+        seen.add(rel)
+        if rel not in expected:
+            findings.append(Finding(rel, "foreign", "no target of this config produces it"))
+            continue
+        try:
+            sha, version = _read_provenance(path)
+        except ValueError as exc:
+            findings.append(Finding(rel, "corrupt", str(exc)))
+            continue
+        if sha != expected[rel]:
+            findings.append(
+                Finding(rel, "stale", "made from other parameters than the current config")
+            )
+        elif version is not None and version != __version__:
+            findings.append(
+                Finding(rel, "stale", f"made by ddbench {version}, current is {__version__}")
+            )
+        else:
+            findings.append(Finding(rel, "ok"))
+    for rel in sorted(set(expected) - seen):
+        findings.append(Finding(rel, "missing", "not computed yet"))
+    return findings

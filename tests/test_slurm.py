@@ -1,0 +1,217 @@
+"""SLURM: a reduced smoke grid through profiles/slurm on a one-node cluster on this machine.
+
+Every job must run as a SLURM job (its log names the SLURM job id, which the controller knows
+as COMPLETED) and the results must equal a local run of the same config, bit for bit.
+tests/slurm/up.sh brings the cluster up (installing Debian's SLURM packages when missing);
+tests/slurm/down.sh stops it and restores /etc/slurm/slurm.conf.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+UP, DOWN = ROOT / "tests/slurm/up.sh", ROOT / "tests/slurm/down.sh"
+JOB_LINE = re.compile(r"^ddbench job: .*\bslurm_job_id=(\S+)", re.MULTILINE)
+# every rule with a script that the reduced grid schedules (record_dynamics: no method needs it)
+EXPECTED_RULES = {
+    "prepare_dataset",
+    "train_teacher",
+    "extract_features",
+    "condense",
+    "evaluate",
+    "evaluate_full_train",
+    "accuracy_table",
+}
+# test-only settings on top of profiles/slurm (everything else comes from the profile)
+SLURM_TEST_FLAGS = [
+    "--workflow-profile", "none",  # keep the local profiles/default out, as the README says
+    "--cores", "2",  # this node's CPUs: caps each job group
+    "--slurm-init-seconds-before-status-checks", "1",  # seconds-long jobs: poll fast
+    "--slurm-no-account",  # the test cluster has no accounts
+]  # fmt: skip
+TEST_NODE_MEM_MB = "4000 * attempt"  # the profile sizes memory for ImageNet-1K; this node has less
+
+pytestmark = pytest.mark.slurm
+
+
+def reduced_smoke_config() -> dict:
+    """config/smoke.yaml cut to IPC 1, random + herding, hl, one teacher: 9 jobs."""
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config["ipcs"] = [1]
+    config["methods"] = {m: config["methods"][m] for m in ("random", "herding")}
+    config["protocols"] = {"hl": config["protocols"]["hl"]}
+    config["teachers"] = {"convnet": config["teachers"]["convnet"]}
+    config.pop("scorers", None)
+    return config
+
+
+def profile_resources_for_test_node() -> list[str]:
+    """profiles/slurm's set-resources as flags, memory cut to fit the test node (attempt-scaled)."""
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    flags = [
+        f"{rule}:{key}={TEST_NODE_MEM_MB if key == 'mem_mb' else value}"
+        for rule, resources in profile["set-resources"].items()
+        for key, value in resources.items()
+    ]
+    return ["--set-resources", *flags]
+
+
+def run_snakemake(work: Path, *args: str, env: dict | None = None) -> float:
+    """Run the reduced grid in `work`; return the wall time in seconds."""
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / "config.yaml"
+    cfg.write_text(yaml.safe_dump(reduced_smoke_config()))
+    cmd = [*SNAKEMAKE, "--directory", str(work), "--configfile", str(cfg), *args]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    wall = time.monotonic() - start
+    (work / "snakemake.out").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-4000:]}"
+        )
+    return wall
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A one-node SLURM cluster on 127.0.0.1 for the session; torn down by down.sh."""
+    if os.geteuid() != 0:
+        pytest.skip(
+            "SLURM test needs root: tests/slurm/up.sh installs Debian's slurmctld, slurmd, "
+            "slurm-client and munge, writes /etc/slurm/slurm.conf and starts the daemons"
+        )
+    state = tmp_path_factory.mktemp("slurm-state")
+    proc = subprocess.run(["bash", str(UP), str(state)], capture_output=True, text=True)
+    if proc.returncode == 4:
+        pytest.skip(f"SLURM test: Debian's SLURM packages cannot be installed: {proc.stderr}")
+    if proc.returncode != 0:
+        subprocess.run(["bash", str(DOWN), str(state)], capture_output=True)
+        raise AssertionError(f"tests/slurm/up.sh failed ({proc.returncode}):\n{proc.stderr}")
+    yield state
+    subprocess.run(["bash", str(DOWN), str(state)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def runs(slurm_cluster, tmp_path_factory):
+    """The reduced grid through SLURM, then locally; (slurm workdir, local workdir, wall s)."""
+    base = tmp_path_factory.mktemp("slurm-vs-local")
+    slurm_work, local_work = base / "slurm", base / "local"
+    wall = run_snakemake(
+        slurm_work,
+        "--profile",
+        "profiles/slurm",
+        *SLURM_TEST_FLAGS,
+        *profile_resources_for_test_node(),
+    )
+    local_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    run_snakemake(local_work, "--cores", "2", env=local_env)
+    return slurm_work, local_work, wall
+
+
+def job_logs(work: Path) -> dict[str, str]:
+    """Rule log (relative path) -> the slurm_job_id its `ddbench job:` line names."""
+    found = {}
+    for log in sorted((work / "logs").rglob("*.log")):
+        match = JOB_LINE.search(log.read_text())
+        assert match, f"{log} lacks the 'ddbench job: ... slurm_job_id=' line"
+        found[str(log.relative_to(work))] = match.group(1)
+    return found
+
+
+def rule_of(log: str) -> str:
+    """The rule that writes a log path (see rules/*.smk)."""
+    parts = Path(log).parts
+    if parts[1] == "tables":
+        return "accuracy_table"
+    kind = {
+        "prepare_dataset.log": "prepare_dataset",
+        "teachers": "train_teacher",
+        "features": "extract_features",
+        "condensed": "condense",
+    }.get(parts[2])
+    if kind:
+        return kind
+    return "evaluate_full_train" if "full_train" in parts else "evaluate"
+
+
+def completed_slurm_jobs() -> dict[str, str]:
+    """SLURM job id -> state, for every job the test controller still remembers."""
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%i|%T"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split("|", 1) for line in out.split())
+
+
+def test_every_job_ran_as_a_slurm_job(runs, capsys):
+    slurm_work, local_work, wall = runs
+    logs = job_logs(slurm_work)
+    # the same jobs as the local run, every rule with a script among them
+    assert set(logs) == set(job_logs(local_work))
+    assert {rule_of(log) for log in logs} == EXPECTED_RULES
+    assert all(job_id.isdigit() for job_id in logs.values()), logs
+    states = completed_slurm_jobs()
+    for log, job_id in logs.items():
+        assert states.get(job_id) == "COMPLETED", f"{log}: SLURM job {job_id} is {states.get(job_id)}"
+    # profiles/slurm groups selections and evaluations: each group is one SLURM job
+    for rule in ("condense", "evaluate"):
+        ids = {job_id for log, job_id in logs.items() if rule_of(log) == rule}
+        assert len(ids) == 1, f"{rule} jobs not grouped into one SLURM job: {ids}"
+    n_jobs, n_slurm = len(logs), len(set(logs.values()))
+    with capsys.disabled():
+        print(
+            f"\nSLURM smoke run: {n_jobs} jobs in {n_slurm} SLURM jobs, {wall:.1f} s wall, "
+            f"{60 * n_jobs / wall:.1f} jobs/min"
+        )
+
+
+def test_local_run_is_not_a_slurm_job(runs):
+    _, local_work, _ = runs
+    assert set(job_logs(local_work).values()) == {"None"}
+
+
+def test_eval_json_carries_the_slurm_job_id(runs):
+    slurm_work, _, _ = runs
+    logs = job_logs(slurm_work)
+    evals = sorted((slurm_work / "results").rglob("eval/**/*.json"))
+    assert len(evals) == 3  # random, herding, full_train
+    for path in evals:
+        metrics = json.loads(path.read_text())
+        log = str(path.relative_to(slurm_work / "results")).replace(".json", ".log")
+        assert metrics["slurm_job_id"] == logs[f"logs/{log}"], path
+
+
+def test_slurm_results_equal_local_results(runs):
+    slurm_work, local_work, _ = runs
+    evals = sorted(p.relative_to(local_work) for p in (local_work / "results").rglob("eval/**/*.json"))
+    assert evals
+    for rel in evals:
+        a = json.loads((slurm_work / rel).read_text())
+        b = json.loads((local_work / rel).read_text())
+        for key in ("accuracy", "final_train_loss", "steps", "n_train", "condensed_sha256"):
+            assert a[key] == b[key], f"{rel}: {key} {a[key]!r} (SLURM) != {b[key]!r} (local)"
+    sets = sorted(p.relative_to(local_work) for p in (local_work / "results").rglob("condensed/**/*.h5"))
+    assert len(sets) == 2
+    for rel in sets:
+        with h5py.File(slurm_work / rel) as fa, h5py.File(local_work / rel) as fb:
+            assert sorted(fa) == sorted(fb), rel
+            for name in fb:
+                x, y = fa[name][()], fb[name][()]
+                assert x.dtype == y.dtype and x.shape == y.shape, f"{rel}:/{name}"
+                assert np.array_equal(x.view(np.uint8), y.view(np.uint8)), f"{rel}:/{name} differs"
