@@ -21,6 +21,9 @@ include: "rules/common.smk"
 validate(config, "config/schemas/config.schema.yaml")
 
 
+report: "reports/workflow.rst"
+
+
 container: config_container()
 
 
@@ -29,6 +32,7 @@ include: "rules/teachers.smk"
 include: "rules/scores.smk"
 include: "rules/condense.smk"
 include: "rules/evaluate.smk"
+include: "rules/quality.smk"
 include: "rules/report.smk"
 
 

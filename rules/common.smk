@@ -164,4 +164,177 @@ def table_targets():
 
 
 def all_targets():
-    return table_targets()
+    return (
+        table_targets() + study_table_targets() + quality_targets() + figure_targets()
+    )
+
+
+# ---------------------------------------------------------------- quality, tables, figures
+def quality_teacher(wildcards=None):
+    """The teacher whose features measure quality (`quality.teacher`, else the first teacher).
+
+    None when no teachers are configured: then there are no quality targets.
+    """
+    name = config["quality"]["teacher"]
+    if name is None:
+        return next(iter(config["teachers"]), None)
+    if name not in config["teachers"]:
+        known = ", ".join(sorted(config["teachers"])) or "none configured"
+        raise WorkflowError(
+            f"config error at quality.teacher: {name!r} is not a configured teacher (known: {known})"
+        )
+    return name
+
+
+def condensed_cells(dataset=None):
+    """(dataset, method, ipc, seed) of every condensed set the grid evaluates."""
+    cells = {}
+    for c in grid(config):
+        if dataset is None or c["dataset"] == dataset:
+            cells[(c["dataset"], c["method"], c["ipc"], c["seed"])] = None
+    return list(cells)
+
+
+def resolved_protocols():
+    return {
+        name: resolve_protocol(name, spec).to_dict()
+        for name, spec in config["protocols"].items()
+    }
+
+
+def baseline_method():
+    """The method named in `gain over random`: the first configured method of kind random."""
+    for name, spec in config["methods"].items():
+        if spec["kind"] == "random":
+            return name
+    return "random"
+
+
+def quality_targets(dataset=None):
+    if quality_teacher() is None:
+        return []
+    return [
+        f"results/{d}/quality/{m}/ipc{i}/s{s}.json"
+        for d, m, i, s in condensed_cells(dataset)
+    ]
+
+
+def quality_inputs(wildcards):
+    ds, teacher = wildcards.dataset, quality_teacher()
+    return {
+        "dataset": f"resources/datasets/{ds}.h5",
+        "features": f"results/{ds}/features/{teacher}.h5",
+        "teacher": f"results/{ds}/teachers/{teacher}.pt",
+        "condensed": f"results/{ds}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{wildcards.seed}.h5",
+    }
+
+
+def benchmark_targets(dataset=None):
+    """Benchmark TSVs of the condense jobs: the construction cost of every set."""
+    return [
+        f"benchmarks/{d}/condensed/{m}/ipc{i}/s{s}.tsv"
+        for d, m, i, s in condensed_cells(dataset)
+    ]
+
+
+def dataset_eval_targets(wildcards):
+    prefix = f"results/{wildcards.dataset}/"
+    return [t for t in eval_targets() if t.startswith(prefix)]
+
+
+def dataset_reference_targets(wildcards):
+    prefix = f"results/{wildcards.dataset}/"
+    return [t for t in reference_targets() if t.startswith(prefix)]
+
+
+def dataset_benchmark_targets(wildcards):
+    return benchmark_targets(wildcards.dataset)
+
+
+def dataset_quality_targets(wildcards):
+    return quality_targets(wildcards.dataset)
+
+
+def first_seed_sets(dataset):
+    """(method, ipc, seed) with the smallest seed of each (method, ipc): the sets t-SNE shows."""
+    first = {}
+    for _, m, i, s in condensed_cells(dataset):
+        first[(m, i)] = min(s, first.get((m, i), s))
+    return [(m, i, s) for (m, i), s in first.items()]
+
+
+def tsne_inputs(wildcards):
+    ds = wildcards.dataset
+    return {
+        "features": f"results/{ds}/features/{quality_teacher()}.h5",
+        "condensed_features": [
+            f"results/{ds}/quality/{m}/ipc{i}/s{s}.h5"
+            for m, i, s in first_seed_sets(ds)
+        ],
+    }
+
+
+def gallery_inputs(wildcards):
+    ds = wildcards.dataset
+    return {
+        "dataset": f"resources/datasets/{ds}.h5",
+        "condensed": [
+            f"results/{ds}/condensed/{m}/ipc{i}/s{s}.h5"
+            for _, m, i, s in condensed_cells(ds)
+        ],
+    }
+
+
+def gallery_seeds(wildcards):
+    return [s for _, _, _, s in condensed_cells(wildcards.dataset)]
+
+
+def teacher_student_study():
+    """A teacher x student matrix needs teacher-label protocols and several teachers or students."""
+    from ddbench.tables import teacher_sets
+
+    sets = teacher_sets(resolved_protocols())
+    return bool(sets) and (len(set(sets.values())) > 1 or len(config["students"]) > 1)
+
+
+def budget_study():
+    """Compute-budget curves need protocols that differ only in `full_epochs`."""
+    from ddbench.tables import budget_sweeps
+
+    return bool(budget_sweeps(resolved_protocols()))
+
+
+def study_table_targets():
+    out = []
+    names = ["gain", "dd_ranking", "cost"]
+    if quality_teacher() is not None:
+        names.append("quality")
+    if teacher_student_study():
+        names.append("teacher_student")
+    for name in names:
+        out += expand(
+            "results/tables/{name}.{ext}", name=name, ext=["csv", "md", "tex", "html"]
+        )
+    return out + ["results/tables/accuracy.tex", "results/tables/accuracy.html"]
+
+
+def figure_targets():
+    out = []
+    for ds in config["datasets"]:
+        pairs = {
+            (c["protocol"], c["student"]) for c in grid(config) if c["dataset"] == ds
+        }
+        names = ["label_gap", "accuracy_vs_cost"]
+        if quality_teacher() is not None:
+            names += ["prdc", "tsne_overview"]
+            out.append(f"results/figures/{ds}/tsne")
+        if teacher_student_study():
+            names.append("teacher_student")
+        if budget_study():
+            names.append("budget_curves")
+        names += [f"accuracy_vs_ipc/{p}/{st}" for p, st in sorted(pairs)]
+        out += expand(
+            f"results/figures/{ds}/{{name}}.{{ext}}", name=names, ext=["svg", "png"]
+        )
+        out.append(f"results/figures/{ds}/galleries")
+    return out

@@ -16,7 +16,13 @@ def loaded_after(modules: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "modules",
-    ["ddbench.evaluate", "ddbench.teachers", "ddbench.dynamics", "ddbench.features", "ddbench.condense, ddbench.methods"],
+    [
+        "ddbench.evaluate",
+        "ddbench.teachers",
+        "ddbench.dynamics",
+        "ddbench.features",
+        "ddbench.condense, ddbench.methods",
+    ],
 )
 def test_stage_modules_do_not_import_timm_or_diffusers(modules):
     loaded = loaded_after(modules)
@@ -25,5 +31,7 @@ def test_stage_modules_do_not_import_timm_or_diffusers(modules):
 
 def test_workflow_parse_and_coreset_selection_do_not_import_torch():
     # rules/common.smk imports these on every parse; coreset selection needs no torch either
-    loaded = loaded_after("ddbench.config, ddbench.methods, ddbench.protocols, ddbench.condense, ddbench.tables")
+    loaded = loaded_after(
+        "ddbench.config, ddbench.methods, ddbench.protocols, ddbench.condense, ddbench.tables"
+    )
     assert "torch" not in loaded

@@ -27,6 +27,7 @@ KNOWN_PARAMS = {
     "el2n": {"scorer": "proxy", "epoch": 2, "keep": "easy"},
     "forgetting": {"scorer": "proxy"},
     "cad_prune": {"scorer": "proxy", "budget": 5, "window_j": 2, "window_w": 2},
+    "dm": {"model": "convnet-d1-w4-in", "iterations": 2, "batch_real": 4},
 }
 
 

@@ -168,7 +168,9 @@ def test_every_job_ran_as_a_slurm_job(runs, capsys):
     assert all(job_id.isdigit() for job_id in logs.values()), logs
     states = completed_slurm_jobs()
     for log, job_id in logs.items():
-        assert states.get(job_id) == "COMPLETED", f"{log}: SLURM job {job_id} is {states.get(job_id)}"
+        assert states.get(job_id) == "COMPLETED", (
+            f"{log}: SLURM job {job_id} is {states.get(job_id)}"
+        )
     # profiles/slurm groups selections and evaluations: each group is one SLURM job
     for rule in ("condense", "evaluate"):
         ids = {job_id for log, job_id in logs.items() if rule_of(log) == rule}
@@ -199,14 +201,18 @@ def test_eval_json_carries_the_slurm_job_id(runs):
 
 def test_slurm_results_equal_local_results(runs):
     slurm_work, local_work, _ = runs
-    evals = sorted(p.relative_to(local_work) for p in (local_work / "results").rglob("eval/**/*.json"))
+    evals = sorted(
+        p.relative_to(local_work) for p in (local_work / "results").rglob("eval/**/*.json")
+    )
     assert evals
     for rel in evals:
         a = json.loads((slurm_work / rel).read_text())
         b = json.loads((local_work / rel).read_text())
         for key in ("accuracy", "final_train_loss", "steps", "n_train", "condensed_sha256"):
             assert a[key] == b[key], f"{rel}: {key} {a[key]!r} (SLURM) != {b[key]!r} (local)"
-    sets = sorted(p.relative_to(local_work) for p in (local_work / "results").rglob("condensed/**/*.h5"))
+    sets = sorted(
+        p.relative_to(local_work) for p in (local_work / "results").rglob("condensed/**/*.h5")
+    )
     assert len(sets) == 2
     for rel in sets:
         with h5py.File(slurm_work / rel) as fa, h5py.File(local_work / rel) as fb:
