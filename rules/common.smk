@@ -57,6 +57,15 @@ def scorer_spec(wildcards):
     return as_json(config["scorers"][wildcards.scorer])
 
 
+def scorer_inputs(wildcards):
+    """The dataset, plus the scoring teacher for crop scorers."""
+    inputs = {"dataset": f"resources/datasets/{wildcards.dataset}.h5"}
+    spec = config["scorers"][wildcards.scorer]
+    if spec["kind"] == "crops":
+        inputs["teacher"] = f"results/{wildcards.dataset}/teachers/{spec['teacher']}.pt"
+    return inputs
+
+
 def method_object(name):
     spec = config["methods"][name]
     return get_method_class(spec["kind"])(**method_params(config, name))
@@ -87,6 +96,8 @@ def method_inputs(wildcards):
             inputs["features"] = f"results/{ds}/features/{name}.h5"
         elif need == "scores":
             inputs["scores"] = f"results/{ds}/scores/{name}.h5"
+        elif need == "crops":
+            inputs["crops"] = f"results/{ds}/scores/{name}.h5"
         elif need == "prior":
             inputs["prior"] = f"results/{ds}/priors/{name}"
     return inputs

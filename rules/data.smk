@@ -5,9 +5,9 @@ rule prepare_dataset:
         "logs/{dataset}/prepare_dataset.log",
     benchmark:
         "benchmarks/{dataset}/prepare_dataset.tsv"
+    priority: 50
     conda:
         "../envs/data.yaml"
-    priority: 50
     threads: 1
     resources:
         mem_mb=scaled(4000),

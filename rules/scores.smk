@@ -1,15 +1,15 @@
-rule record_dynamics:
+rule compute_scores:
     input:
-        dataset=dataset_file,
+        unpack(scorer_inputs),
     output:
         "results/{dataset}/scores/{scorer}.h5",
     log:
         "logs/{dataset}/scores/{scorer}.log",
     benchmark:
         "benchmarks/{dataset}/scores/{scorer}.tsv"
+    priority: 50
     conda:
         "../envs/torch.yaml"
-    priority: 50
     threads: config["threads"]
     resources:
         mem_mb=scaled(6000),
@@ -19,4 +19,4 @@ rule record_dynamics:
         spec=scorer_spec,
         device=config["device"],
     script:
-        "../scripts/record_dynamics.py"
+        "../scripts/compute_scores.py"

@@ -8,9 +8,9 @@ rule train_teacher:
         "logs/{dataset}/teachers/{teacher}.log",
     benchmark:
         "benchmarks/{dataset}/teachers/{teacher}.tsv"
+    priority: 50
     conda:
         "../envs/torch.yaml"
-    priority: 50
     threads: config["threads"]
     resources:
         mem_mb=scaled(4000),
@@ -33,9 +33,9 @@ rule extract_features:
         "logs/{dataset}/features/{teacher}.log",
     benchmark:
         "benchmarks/{dataset}/features/{teacher}.tsv"
+    priority: 50
     conda:
         "../envs/torch.yaml"
-    priority: 50
     threads: config["threads"]
     resources:
         mem_mb=scaled(4000),

@@ -24,6 +24,7 @@ summary = run_method(
     teacher=inp.get("teacher"),
     prior=inp.get("prior"),
     external=inp.get("external"),
+    crops=inp.get("crops"),
     device=snakemake.params.device,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
 )

@@ -19,12 +19,19 @@ ds = smk.wildcards.get("dataset")
 
 
 def metrics():
-    return tables.read_metrics(list(smk.input.get("metrics", [])) + list(smk.input.get("reference", [])))
+    return tables.read_metrics(
+        list(smk.input.get("metrics", [])) + list(smk.input.get("reference", []))
+    )
 
 
 if rule == "figure_accuracy_vs_ipc":
     figures.plot_accuracy_vs_ipc(
-        tables.aggregate(metrics()), ds, smk.wildcards.protocol, smk.wildcards.student, out.svg, out.png
+        tables.aggregate(metrics()),
+        ds,
+        smk.wildcards.protocol,
+        smk.wildcards.student,
+        out.svg,
+        out.png,
     )
 elif rule == "figure_label_gap":
     figures.plot_label_gap(metrics(), ds, out.svg, out.png)

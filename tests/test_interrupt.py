@@ -24,7 +24,7 @@ pytestmark = pytest.mark.workflow
 KILL_POINTS = [
     ("resources/datasets/digits.h5", "prepare_dataset"),
     ("teachers/convnet.pt", "train_teacher"),
-    ("scores/dynamics.h5", "record_dynamics"),
+    ("scores/dynamics.h5", "compute_scores"),
     ("condensed/herding/ipc1/s0.h5", "condense"),
     ("eval/slkd/convnet/el2n_easy/ipc1/s0.json", "evaluate"),
     ("tables/accuracy.csv", "accuracy_table"),

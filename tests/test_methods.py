@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from ddbench.methods import CondensedSet, Context, Method, get_method_class, lis
 from ddbench.selection import herding_order
 
 KINDS = list_methods()
-SUPPORTED_INPUTS = {"features", "scores"}
+SUPPORTED_INPUTS = {"features", "scores", "crops"}
 
 # parameters for the built-in kinds; other (plugin) kinds get minimal ones from their schema
 KNOWN_PARAMS = {
@@ -28,6 +29,15 @@ KNOWN_PARAMS = {
     "forgetting": {"scorer": "proxy"},
     "cad_prune": {"scorer": "proxy", "budget": 5, "window_j": 2, "window_w": 2},
     "dm": {"model": "convnet-d1-w4-in", "iterations": 2, "batch_real": 4},
+    "rded": {"crops": "crops", "factor": 2},
+    "ca2d": {
+        "crops": "crops",
+        "scorer": "proxy",
+        "factor": 2,
+        "budget": 4,
+        "window_j": 2,
+        "window_w": 1,
+    },
 }
 
 
@@ -59,6 +69,31 @@ def _params(kind: str) -> dict:
     return params
 
 
+def _crop_scores_file(data: ImageData) -> str:
+    """A crop-score file over every training image: 3 random boxes each, seeded scores."""
+    import tempfile
+
+    from ddbench.crops import sample_boxes
+    from ddbench.h5io import write_h5
+
+    rng = np.random.default_rng(3)
+    n = len(data.train_labels)
+    boxes = np.stack([sample_boxes(rng, data.image_size, 3, (0.3, 1.0)) for _ in range(n)])
+    path = Path(tempfile.mkdtemp()) / "crops.h5"
+    write_h5(
+        path,
+        "scores",
+        {
+            "patch_scores": rng.random((n, 3)).astype(np.float32),
+            "patch_boxes": boxes,
+            "image_indices": np.arange(n),
+            "labels": data.train_labels,
+        },
+        created_by="test",
+    )
+    return str(path)
+
+
 def _context(kind: str, data: ImageData) -> Context:
     cls = get_method_class(kind)
     missing = set(cls.requires) - SUPPORTED_INPUTS
@@ -70,6 +105,8 @@ def _context(kind: str, data: ImageData) -> Context:
     if "features" in cls.requires:
         rng = np.random.default_rng(11)
         ctx.features = rng.normal(size=(len(data.train_labels), 8)).astype(np.float32)
+    if "crops" in cls.requires:
+        ctx.extras["crops_path"] = _crop_scores_file(data)
     if "scores" in cls.requires:
         ctx.scores = make_dynamics(
             data.train_labels, runs=2, epochs=4, num_classes=data.num_classes, seed=5
@@ -169,7 +206,7 @@ def test_init_only_stores_params(kind: str) -> None:
     method = get_method_class(kind)(**params)  # names of inputs that do not exist: no work done
     assert method.params == params
     assert method.kind == kind
-    assert set(method.input_names()) <= {"teacher", "features", "scores", "prior"}
+    assert set(method.input_names()) <= {"teacher", "features", "scores", "crops", "prior"}
 
 
 @pytest.mark.parametrize("kind", KINDS)

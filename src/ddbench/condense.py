@@ -24,6 +24,7 @@ def run_method(
     teacher: str | None = None,
     prior: str | None = None,
     external: str | None = None,
+    crops: str | None = None,
     device: str = "auto",
     threads: int | None = None,
 ) -> dict:
@@ -32,9 +33,10 @@ def run_method(
     `external` is the resolved file or folder of a method that reads a set made elsewhere.
     """
     data = load_dataset(dataset_path)
+    extras = {"crops_path": crops} if crops else {}
     params = {k: v for k, v in spec.items() if k != "kind"}
     method = get_method_class(spec["kind"])(**params)
-    ctx = Context(data=data, dataset=data.name, device=device)
+    ctx = Context(data=data, dataset=data.name, device=device, extras=extras)
     if features:
         from .features import load_features
 

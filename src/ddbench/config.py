@@ -195,16 +195,28 @@ def _check_methods(config: dict) -> None:
             "teacher": "teachers",
             "features": "teachers",
             "scores": "scorers",
+            "crops": "scorers",
             "prior": "priors",
         }
         param_of = {
             "teacher": "teacher",
             "features": "features",
             "scores": "scorer",
+            "crops": "crops",
             "prior": "prior",
         }
         for need, ref in method.input_names().items():
+            if need not in section_of:
+                continue  # e.g. `external`: a file, checked when the job runs
             _require(config, section_of[need], ref, f"methods.{name}.{param_of[need]}")
+            if need in ("scores", "crops"):
+                want = "dynamics" if need == "scores" else "crops"
+                got = config["scorers"][ref]["kind"]
+                if got != want:
+                    raise ConfigError(
+                        f"config error at methods.{name}.{param_of[need]}: scorer {ref!r} is of kind "
+                        f"{got!r}; this method needs a {want!r} scorer"
+                    )
 
 
 def _check_protocols(config: dict) -> None:

@@ -45,6 +45,10 @@ class ImageData:
         """Training images as float32 [N,C,H,W] in [0,1]."""
         return to_float_chw(self.train_images)
 
+    def train_float_subset(self, indices) -> np.ndarray:
+        """Some training images as float32 [n,C,H,W] in [0,1], in the order given."""
+        return to_float_chw(self.train_images[np.asarray(indices, dtype=np.int64)])
+
     def test_float(self) -> np.ndarray:
         """Test images as float32 [N,C,H,W] in [0,1]."""
         return to_float_chw(self.test_images)

@@ -125,16 +125,29 @@ def mmd2(x: np.ndarray, y: np.ndarray, sigma: float, *, unbiased: bool = True) -
 
 
 # ------------------------------------------------------------------ memorisation
-def nearest_distances(query: np.ndarray, reference: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """For each query row, the Euclidean distance to its nearest reference row (chunked)."""
-    best = np.full(len(query), np.inf)
-    q = np.asarray(query, dtype=np.float64).reshape(len(query), -1)
+def nearest_distances(query: np.ndarray, reference: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """For each query row, the Euclidean distance to its nearest reference row.
+
+    The reference is read in chunks (uint8 rows are scaled to [0,1]); the nearest row is found
+    with the fast expansion, then its distance recomputed exactly, so a copy gives exactly 0.
+    """
+    q = _as_rows(query)
+    best = np.full(len(q), np.inf)
     for start in range(0, len(reference), chunk):
-        ref = np.asarray(reference[start : start + chunk], dtype=np.float64).reshape(
-            min(chunk, len(reference) - start), -1
-        )
-        best = np.minimum(best, pairwise_distances(q, ref).min(axis=1))
+        ref = _as_rows(reference[start : start + chunk])
+        nearest = pairwise_distances(q, ref).argmin(axis=1)
+        exact = np.sqrt(((q - ref[nearest]) ** 2).sum(axis=1))
+        best = np.minimum(best, exact)
     return best
+
+
+def _as_rows(x: np.ndarray) -> np.ndarray:
+    """Float64 rows; uint8 pixels scaled to [0,1] in float32 first, exactly as condensed sets
+    store them (`ImageData.train_float`), so a copied training image is at distance 0."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / np.float32(255.0)
+    return x.reshape(len(x), -1).astype(np.float64)
 
 
 # ------------------------------------------------------------------ per-class aggregation
@@ -162,10 +175,6 @@ def real_subsample(labels: np.ndarray, c: int, max_per_class: int | None) -> np.
         return idx
     rng = np.random.default_rng(0)
     return np.sort(rng.choice(idx, size=max_per_class, replace=False))
-
-
-def _pixels_float(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:
@@ -196,14 +205,7 @@ def quality_metrics(inp: QualityInputs, k: int = 5, max_real_per_class: int | No
                 f"the unbiased MMD² needs at least 2 condensed images per class, got {len(yf)}",
             )
         nn_feat = nearest_distances(yf, inp.real_features[all_real])
-        fake_px = _pixels_float(inp.fake_pixels[fake_idx]).reshape(len(fake_idx), -1)
-        real_px = inp.real_pixels[all_real]
-        nn_px = np.full(len(fake_idx), np.inf)
-        for start in range(0, len(real_px), 1024):
-            block = _pixels_float(real_px[start : start + 1024]).reshape(
-                min(1024, len(real_px) - start), -1
-            )
-            nn_px = np.minimum(nn_px, pairwise_distances(fake_px, block).min(axis=1))
+        nn_px = nearest_distances(inp.fake_pixels[fake_idx], inp.real_pixels[all_real])
         per_class.append(
             {
                 "class": c,
@@ -257,13 +259,16 @@ def compute_quality(
     import torch
 
     from .datasets import load_dataset
-    from .engine import embed, resolve_device, set_determinism
+    from .engine import embed, resolve_device
     from .features import load_features
     from .h5io import config_sha256, file_sha256, write_h5, write_json
     from .methods.base import CondensedSet
     from .teachers import load_teacher
 
-    set_determinism(0, threads)
+    # eval-mode embedding needs no seeding; set_determinism would cost seconds of imports
+    # (torch.use_deterministic_algorithms loads torch._dynamo) in a job that takes one second
+    if threads:
+        torch.set_num_threads(int(threads))
     data = load_dataset(dataset_path)
     real_feats = load_features(features_path, len(data.train_labels))
     cset = CondensedSet.load(

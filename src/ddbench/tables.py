@@ -460,7 +460,8 @@ def write_accuracy_table(
     html_out: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Aggregate the given evaluation JSONs and write CSV (long format), Markdown (and LaTeX, HTML)."""
-    agg = aggregate(read_metrics(paths))
+    metrics = read_metrics(paths)
+    agg = aggregate(metrics)
     write_table_files(
         agg,
         accuracy_blocks(agg),
@@ -470,9 +471,24 @@ def write_accuracy_table(
         tex=tex_out,
         html_out=html_out,
         notes="Bold: best method of each column. Budgets are per protocol; the whole-training-set "
-        "row is the reference trained under the same protocol.",
+        "row is the reference trained under the same protocol. " + versions_note(metrics),
     )
     return agg
+
+
+def versions_note(metrics: pd.DataFrame) -> str:
+    """`Software: …` from the `versions` and `device` fields of the evaluation JSONs."""
+    if "versions" not in metrics:
+        return ""
+    seen: dict[str, set[str]] = {}
+    for v in metrics["versions"]:
+        if isinstance(v, dict):
+            for lib, version in v.items():
+                seen.setdefault(lib, set()).add(str(version))
+    parts = [f"{lib} {' / '.join(sorted(vs))}" for lib, vs in sorted(seen.items())]
+    if "device" in metrics:
+        parts.append("device " + " / ".join(sorted({str(d) for d in metrics["device"].dropna()})))
+    return ("Software: " + ", ".join(parts) + ".") if parts else ""
 
 
 # ================================================================== gain over random

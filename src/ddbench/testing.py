@@ -15,7 +15,7 @@ from .datasets import ImageData
 from .methods import CondensedSet, Context, Method, get_method_class
 
 # The inputs the workflow knows how to wire (rules/common.smk, method_inputs).
-KNOWN_INPUTS = frozenset({"teacher", "features", "scores", "prior", "external"})
+KNOWN_INPUTS = frozenset({"teacher", "features", "scores", "crops", "prior", "external"})
 
 ContextFactory = Callable[[ImageData, int, int], Context]
 

@@ -1,6 +1,6 @@
 """Method registry; importing this package registers the built-in kinds (no torch needed)."""
 
-from . import coresets, external, synthesis  # noqa: F401  (registers the built-in kinds)
+from . import coresets, external, patches, synthesis  # noqa: F401  (registers the built-in kinds)
 from .base import (
     METHODS,
     CondensedSet,

@@ -78,7 +78,7 @@ class Method:
 
     kind: ClassVar[str] = ""
     # Which IPC-independent inputs the workflow must wire: subset of
-    # {"teacher", "features", "scores", "prior"}; the parameter naming each is given below.
+    # {"teacher", "features", "scores", "crops", "prior"}; the parameter naming each is given below.
     requires: ClassVar[frozenset[str]] = frozenset()
     # JSON schema of the parameters (without `kind`), checked at config time.
     param_schema: ClassVar[dict] = {
@@ -99,6 +99,8 @@ class Method:
             out["features"] = self.params["features"]
         if "scores" in self.requires:
             out["scores"] = self.params["scorer"]
+        if "crops" in self.requires:
+            out["crops"] = self.params["crops"]
         if "prior" in self.requires:
             out["prior"] = self.params["prior"]
         return out

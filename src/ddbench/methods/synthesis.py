@@ -16,7 +16,9 @@ from .base import CondensedSet, Context, Method, register_method
 def _real_init(ctx: Context, ipc: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     for c, i in enumerate(ctx.data.class_indices()):
         if len(i) < ipc:
-            raise ValueError(f"class {ctx.data.classes[c]!r} has {len(i)} training images, fewer than IPC {ipc}")
+            raise ValueError(
+                f"class {ctx.data.classes[c]!r} has {len(i)} training images, fewer than IPC {ipc}"
+            )
     idx = np.concatenate([rng.choice(i, ipc, replace=False) for i in ctx.data.class_indices()])
     images = ctx.data.train_images[idx].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     return images, ctx.data.train_labels[idx].astype(np.int64)
