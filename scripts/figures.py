@@ -43,12 +43,11 @@ elif rule == "figure_accuracy_vs_cost":
 elif rule == "figure_prdc":
     figures.plot_prdc(tables.read_quality(list(smk.input.quality)), ds, out.svg, out.png)
 elif rule == "figure_tsne":
-    from ddbench.features import load_features
-    from ddbench.h5io import open_h5, read_array
+    from ddbench.h5io import open_h5, read_array  # no torch in the report environment
 
     with open_h5(smk.input.features, "features") as f:
+        real = read_array(f, "features", ndim=2, dtype=np.floating).astype(np.float32)
         real_labels = read_array(f, "labels", ndim=1).astype(np.int64)
-    real = load_features(smk.input.features, len(real_labels))
     sets = {}
     for path in smk.input.condensed_features:
         with open_h5(path, "features") as f:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from ddbench.datasets import ImageData
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CLASSES = ["a", "b", "c"]
 IMAGE_SIZE = 6
@@ -73,3 +79,38 @@ def tiny_features(tiny_data: ImageData) -> np.ndarray:
     """Random float32 [N, 8] features for `tiny_data`'s training images."""
     rng = np.random.default_rng(1)
     return rng.normal(size=(len(tiny_data.train_labels), 8)).astype(np.float32)
+
+
+def run_snakemake(
+    workdir: Path, configfile: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    """`snakemake --directory workdir --configfile configfile *args` on this checkout's Snakefile."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The smoke grid (config/smoke.yaml) run once per session in a temp folder: (workdir, config)."""
+    work = tmp_path_factory.mktemp("smoke")
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    cfg = work / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    run_snakemake(work, cfg, "--cores", "2")
+    return work, config

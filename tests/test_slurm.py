@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import h5py
@@ -43,7 +44,7 @@ SLURM_TEST_FLAGS = [
     "--slurm-init-seconds-before-status-checks", "1",  # seconds-long jobs: poll fast
     "--slurm-no-account",  # the test cluster has no accounts
 ]  # fmt: skip
-TEST_NODE_MEM_MB = "4000 * attempt"  # the profile sizes memory for ImageNet-1K; this node has less
+TEST_NODE_MEM_MB = "4000*attempt"  # the profile sizes memory for ImageNet-1K; this node has less
 
 
 def reduced_smoke_config() -> dict:
@@ -61,7 +62,7 @@ def profile_resources_for_test_node() -> list[str]:
     """profiles/slurm's set-resources as flags, memory cut to fit the test node (attempt-scaled)."""
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     flags = [
-        f"{rule}:{key}={TEST_NODE_MEM_MB if key == 'mem_mb' else value}"
+        f"{rule}:{key}={TEST_NODE_MEM_MB if key == 'mem_mb' else str(value).replace(' ', '')}"
         for rule, resources in profile["set-resources"].items()
         for key, value in resources.items()
     ]
@@ -73,7 +74,8 @@ def run_snakemake(work: Path, *args: str, env: dict | None = None) -> float:
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "config.yaml"
     cfg.write_text(yaml.safe_dump(reduced_smoke_config()))
-    cmd = [*SNAKEMAKE, "--directory", str(work), "--configfile", str(cfg), *args, TARGET]
+    # the target first: options such as --set-resources take every value that follows them
+    cmd = [*SNAKEMAKE, TARGET, "--directory", str(work), "--configfile", str(cfg), *args]
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.monotonic() - start
@@ -121,21 +123,25 @@ def runs(slurm_cluster, tmp_path_factory):
     return slurm_work, local_work, wall
 
 
-def scheduled_jobs(work: Path) -> dict[str, str]:
-    """Log path -> rule of every job that Snakemake ran in `work` (from its own output)."""
+def scheduled_jobs(work: Path, local: bool = False) -> dict[str, str]:
+    """Log path -> rule of every job Snakemake ran in `work` (from its own output).
+
+    Under an executor plugin, jobs run on the submit host print as `localrule`; the others
+    as `rule`. `local=False` returns the latter only (every job of a local run is local).
+    """
     jobs, rule = {}, None
     for line in (work / "snakemake.out").read_text().splitlines():
         if m := re.match(r"\s*(local)?rule (\w+):", line):
-            rule = None if m.group(1) else m.group(2)  # local rules do not go to SLURM
+            rule = m.group(2) if bool(m.group(1)) == local else None
         elif (m := re.match(r"\s*log: (\S+)$", line)) and rule:
             jobs[m.group(1)] = rule
     return jobs
 
 
-def job_ids(work: Path) -> dict[str, str]:
+def job_ids(work: Path, local: bool = False) -> dict[str, str]:
     """Log path -> the slurm_job_id its `ddbench job:` line names, for every job run."""
     found = {}
-    for log in scheduled_jobs(work):
+    for log in scheduled_jobs(work, local):
         match = JOB_LINE.search((work / log).read_text())
         assert match, f"{work / log} lacks the 'ddbench job: ... slurm_job_id=' line"
         found[log] = match.group(1)
@@ -151,6 +157,16 @@ def controller_states() -> dict[str, str]:
         check=True,
     ).stdout
     return dict(line.split("|", 1) for line in out.split())
+
+
+def run_seconds(job_id: str) -> float:
+    """How long a SLURM job ran (EndTime - StartTime, whole seconds), from scontrol."""
+    out = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner", job_id], capture_output=True, text=True
+    ).stdout
+    times = dict(re.findall(r"\b(StartTime|EndTime)=(\S+)", out))
+    start, end = (datetime.fromisoformat(times[k]) for k in ("StartTime", "EndTime"))
+    return (end - start).total_seconds()
 
 
 def test_every_rule_script_logs_the_job_context():
@@ -170,7 +186,8 @@ def test_every_job_ran_as_a_slurm_job(runs, capsys):
     slurm_work, local_work, wall = runs
     jobs = scheduled_jobs(slurm_work)
     assert CORE_RULES <= set(jobs.values()), set(jobs.values())
-    assert jobs == scheduled_jobs(local_work)  # the same jobs as the local run
+    assert not scheduled_jobs(slurm_work, local=True)  # none ran on the submit host
+    assert jobs == scheduled_jobs(local_work, local=True)  # the same jobs as the local run
     ids = job_ids(slurm_work)
     assert all(job_id.isdigit() for job_id in ids.values()), ids
     states = controller_states()
@@ -181,17 +198,19 @@ def test_every_job_ran_as_a_slurm_job(runs, capsys):
         grouped = {ids[log] for log, r in jobs.items() if r == rule}
         assert len(grouped) == 1, f"{rule} jobs not grouped into one SLURM job: {grouped}"
     n_jobs, n_slurm = len(ids), len(set(ids.values()))
+    ran = sorted(run_seconds(job_id) for job_id in set(ids.values()))
     with capsys.disabled():
         print(
             f"\nSLURM smoke run: {n_jobs} jobs in {n_slurm} SLURM jobs, {wall:.1f} s wall, "
-            f"{60 * n_jobs / wall:.1f} jobs/min"
+            f"{60 * n_jobs / wall:.1f} jobs/min; SLURM jobs ran {ran[0]:.0f}-{ran[-1]:.0f} s "
+            f"each, {sum(ran):.0f} s in all"
         )
 
 
 @pytest.mark.slurm
 def test_local_run_is_not_a_slurm_job(runs):
     _, local_work, _ = runs
-    assert set(job_ids(local_work).values()) == {"None"}
+    assert set(job_ids(local_work, local=True).values()) == {"None"}
 
 
 @pytest.mark.slurm

@@ -56,3 +56,24 @@ def test_corrupt_and_foreign_format_files_are_reported(smoke_run, tmp_path):
     ev.write_text("{not json")
     st = _statuses(verify_results(validate_config(copy.deepcopy(config)), copy_dir))
     assert sorted(st["corrupt"]) == sorted(str(p.relative_to(copy_dir)) for p in (target, ev))
+
+
+def test_verify_command_reports_and_exits_nonzero_on_stale(smoke_run, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from ddbench.cli import main
+
+    work, config = smoke_run
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(config))
+    res = CliRunner().invoke(main, ["verify", "--config", str(good), "--directory", str(work)])
+    assert res.exit_code == 0, res.output
+    assert "0 stale, 0 foreign, 0 corrupt" in res.output
+    cfg = copy.deepcopy(config)
+    cfg["methods"]["herding"]["features"] = "convnet_b"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(main, ["verify", "--config", str(bad), "--directory", str(work)])
+    assert res.exit_code == 1
+    assert "stale" in res.output and "condensed/herding/ipc1/s0.h5" in res.output

@@ -54,11 +54,14 @@ def list_cmd(what: str, config_path: str | None) -> None:
     if what == "methods":
         from .methods import get_method_class, list_methods
 
+        rows = []
         for kind in list_methods():
             cls = get_method_class(kind)
-            needs = ", ".join(sorted(cls.requires)) or "-"
             doc = (cls.__doc__ or "").strip().splitlines()
-            click.echo(f"{kind:<18} needs: {needs:<10} {doc[0] if doc else ''}")
+            rows.append((kind, ", ".join(sorted(cls.requires)) or "-", doc[0] if doc else ""))
+        width = max(len(needs) for _, needs, _ in rows)
+        for kind, needs, doc in rows:
+            click.echo(f"{kind:<18} needs: {needs:<{width}}  {doc}")
     elif what == "protocols":
         from .protocols import PRESETS
 
@@ -197,3 +200,52 @@ def export_cmd(set_file: str, out_dir: str, dataset_file: str | None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    default="config/config.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+)
+@click.option(
+    "--directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="the workflow's working directory",
+)
+@click.option("--all", "show_all", is_flag=True, help="also list files that are up to date")
+@click.option(
+    "--missing/--no-missing",
+    default=False,
+    show_default=True,
+    help="also list targets not computed yet",
+)
+@_user_errors
+def verify(config_path: str, directory: str, show_all: bool, missing: bool) -> None:
+    """Check every result's provenance against the current config and ddbench version.
+
+    Exits 1 when any file is stale, foreign or corrupt.
+    """
+    from collections import Counter
+
+    from .config import load_config
+    from .verify import verify_results
+
+    findings = verify_results(load_config(config_path), directory)
+    shown = [
+        f
+        for f in findings
+        if show_all or f.status not in ("ok", "missing") or (missing and f.status == "missing")
+    ]
+    for f in shown:
+        click.echo(f"{f.status:8s} {f.path}" + (f"  ({f.reason})" if f.reason else ""))
+    counts = Counter(f.status for f in findings)
+    click.echo(
+        ", ".join(f"{counts[s]} {s}" for s in ("ok", "stale", "foreign", "corrupt", "missing"))
+    )
+    if counts["stale"] or counts["foreign"] or counts["corrupt"]:
+        sys.exit(1)

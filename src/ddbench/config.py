@@ -160,7 +160,14 @@ def _check_teachers(config: dict) -> None:
     for name, spec in config["teachers"].items():
         _check_model(f"teachers.{name}.model", spec["model"])
     for name, spec in config["scorers"].items():
-        _check_model(f"scorers.{name}.model", spec["model"])
+        if spec["kind"] == "dynamics":
+            if "model" not in spec:
+                raise ConfigError(f"config error at scorers.{name}: a dynamics scorer needs `model`")
+            _check_model(f"scorers.{name}.model", spec["model"])
+        else:
+            if "teacher" not in spec:
+                raise ConfigError(f"config error at scorers.{name}: a crops scorer needs `teacher`")
+            _require(config, "teachers", spec["teacher"], f"scorers.{name}.teacher")
 
 
 def _require(config: dict, section: str, value: str, where: str) -> None:

@@ -34,7 +34,9 @@ def set_determinism(seed: int, threads: int | None = None) -> None:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # the C-level switch of torch.use_deterministic_algorithms: the Python wrapper also
+    # configures torch.compile's inductor, which imports it and costs ~2 s in every job
+    torch._C._set_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = False

@@ -89,7 +89,9 @@ def export_set(
         raise DataFileError(f"{out_dir}: already exists; export writes a new folder")
     folders = class_folder_names(num_classes, classes)
     quantised = np.rint(cset.images * 255.0).clip(0, 255).astype(np.uint8)
-    max_error = float(np.abs(quantised.astype(np.float64) / 255.0 - cset.images).max(initial=0.0))
+    # error as re-imported (uint8 / 255 in float32): 0 for sets on the 8-bit grid
+    reimported = quantised.astype(np.float32) / np.float32(255.0)
+    max_error = float(np.abs(reimported - cset.images).max(initial=0.0))
     width = max(4, len(str(cset.ipc - 1)))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

@@ -52,6 +52,15 @@ def _method_palette(methods: Sequence[str]) -> dict[str, tuple]:
     )
 
 
+def _plain_log_ticks(ax: plt.Axes) -> None:
+    """Log axis with plain-number labels on the major ticks only (no overlapping 2×10⁰ labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _empty(message: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5, 2))
     ax.axis("off")
@@ -197,6 +206,8 @@ def plot_accuracy_vs_cost(
         facet_kws={"sharex": True, "sharey": False},
     )
     g.set(xscale="log")
+    for ax in g.axes.flat:
+        _plain_log_ticks(ax)
     g.set_axis_labels("construction time (s, log)", "test accuracy (%)")
     g.figure.suptitle(f"{dataset}: accuracy vs construction cost", y=1.03, fontsize=10)
     save_figure(g.figure, svg, png)
@@ -508,6 +519,8 @@ def plot_budget_curves(
         facet_kws={"sharey": False},
     )
     g.set(xscale="log")
+    for ax in g.axes.flat:
+        _plain_log_ticks(ax)
     g.set_axis_labels("compute budget (full-set epochs, log)", "test accuracy (%)")
     g.figure.suptitle(f"{dataset}: accuracy vs compute budget", y=1.03, fontsize=10)
     save_figure(g.figure, svg, png)

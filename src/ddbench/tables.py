@@ -358,6 +358,7 @@ def write_table_files(
     notes: str = "",
 ) -> None:
     """Write the long-format data as CSV and the blocks as Markdown, LaTeX and HTML (atomically)."""
+    blocks = [b for b in blocks if len(b.mean.columns) and len(b.mean.index)]
     if csv is not None:
         with atomic_path(csv) as tmp:
             data.to_csv(tmp, index=False, float_format="%.6g")
@@ -384,11 +385,15 @@ def write_table_stem(
     )
 
 
-def _pivot(df: pd.DataFrame, rows: str, cols: list[str], value: str) -> pd.DataFrame:
+def _pivot(
+    df: pd.DataFrame, rows: str, cols: list[str], value: str, keep_empty: bool = False
+) -> pd.DataFrame:
+    """rows × cols of `value`; all-empty columns are dropped unless `keep_empty`."""
     if df.empty:
         return pd.DataFrame()
-    p = df.pivot_table(index=rows, columns=cols, values=value, aggfunc="first", dropna=False)
-    p = p.dropna(axis=1, how="all")
+    p = df.groupby([rows, *cols], sort=True, dropna=False)[value].first().unstack(cols)
+    if not keep_empty:
+        p = p.dropna(axis=1, how="all")
     if isinstance(p.columns, pd.MultiIndex):
         p.columns = pd.MultiIndex.from_tuples(
             [tuple(_col_part(name, v) for name, v in zip(cols, c, strict=True)) for c in p.columns]
@@ -396,6 +401,13 @@ def _pivot(df: pd.DataFrame, rows: str, cols: list[str], value: str) -> pd.DataF
     else:
         p.columns = [_col_part(cols[0], c) for c in p.columns]
     return p
+
+
+def _seed_std(part: pd.DataFrame, rows: str, cols: list[str], value: str) -> pd.DataFrame | None:
+    """The std pivot, or None when every cell has a single seed (no '± 0.00' noise)."""
+    if "seeds" in part and (pd.to_numeric(part["seeds"], errors="coerce").fillna(1) <= 1).all():
+        return None
+    return _pivot(part, rows, cols, value)
 
 
 def _col_part(name: str, value) -> str:
@@ -417,7 +429,7 @@ def accuracy_blocks(agg: pd.DataFrame) -> list[Block]:
         condensed = part[part["method"] != REFERENCE]
         model = part["student_model"].iloc[0]
         mean = _pivot(condensed, "method", ["dataset", "ipc"], "accuracy_mean")
-        std = _pivot(condensed, "method", ["dataset", "ipc"], "accuracy_std")
+        std = _seed_std(condensed, "method", ["dataset", "ipc"], "accuracy_std")
         ref = part[part["method"] == REFERENCE]
         reference = reference_std = None
         if len(ref) and len(mean.columns):
@@ -428,11 +440,12 @@ def accuracy_blocks(agg: pd.DataFrame) -> list[Block]:
                 index=[label],
                 columns=mean.columns,
             )
-            reference_std = pd.DataFrame(
-                [[by_ds["accuracy_std"].get(c[0], np.nan) for c in mean.columns]],
-                index=[label],
-                columns=mean.columns,
-            )
+            if std is not None:
+                reference_std = pd.DataFrame(
+                    [[by_ds["accuracy_std"].get(c[0], np.nan) for c in mean.columns]],
+                    index=[label],
+                    columns=mean.columns,
+                )
         blocks.append(
             Block(
                 title=f"protocol `{proto}` · student `{student}` ({model}) · budget {_budget(condensed if len(condensed) else part)}",
@@ -525,7 +538,7 @@ def gain_blocks(gain: pd.DataFrame, baseline: str) -> list[Block]:
             Block(
                 title=f"protocol `{proto}` · student `{student}` ({part['student_model'].iloc[0]}) · budget {_budget(part)}",
                 mean=_pivot(part, "method", ["dataset", "ipc"], "gain_mean"),
-                std=_pivot(part, "method", ["dataset", "ipc"], "gain_std"),
+                std=_seed_std(part, "method", ["dataset", "ipc"], "gain_std"),
                 note=f"Percentage points over `{baseline}` (same protocol, student, IPC and seed).",
             )
         )
@@ -832,7 +845,7 @@ def cost_blocks(cost: pd.DataFrame) -> list[Block]:
                 Block(
                     title=f"{ds} · construction time (s)",
                     mean=_pivot(part, "method", ["ipc"], "construct_s_mean"),
-                    std=_pivot(part, "method", ["ipc"], "construct_s_std"),
+                    std=_seed_std(part, "method", ["ipc"], "construct_s_std"),
                     better="min",
                     note="Wall-clock seconds of the condense job (Snakemake benchmark), including "
                     "Python start-up; IPC-independent inputs (teachers, features, scores) are not included.",
@@ -901,16 +914,16 @@ def quality_blocks(summary: pd.DataFrame) -> list[Block]:
         for col, (title, better) in QUALITY_COLUMNS.items():
             if f"{col}_mean" not in part:
                 continue
-            mean = _pivot(part, "method", ["ipc"], f"{col}_mean")
-            std = _pivot(part, "method", ["ipc"], f"{col}_std")
+            mean = _pivot(part, "method", ["ipc"], f"{col}_mean", keep_empty=True)
+            std = _seed_std(part, "method", ["ipc"], f"{col}_std")
             blocks.append(
                 Block(
                     title=f"{ds} · {title}",
-                    mean=mean.reindex(columns=std.columns) if len(std.columns) else mean,
+                    mean=mean,
                     std=std,
                     better=better,
                     digits=3,
-                    note=f"teacher `{teacher}` features, k = {k}; empty: undefined (see the JSON's `undefined`).",
+                    note=f"teacher `{teacher}` features, k = {k}; –: undefined (the JSON names the reason under `undefined`).",
                 )
             )
     return blocks

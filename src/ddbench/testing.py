@@ -16,6 +16,8 @@ from .methods import CondensedSet, Context, Method, get_method_class
 
 # The inputs the workflow knows how to wire (rules/common.smk, method_inputs).
 KNOWN_INPUTS = frozenset({"teacher", "features", "scores", "crops", "prior", "external"})
+# Inputs made by trained models: a kind needing one must be given `make_context`.
+MODEL_INPUTS = frozenset({"teacher", "crops", "prior"})
 
 ContextFactory = Callable[[ImageData, int, int], Context]
 
@@ -107,7 +109,7 @@ def check_method(
     parameters only, `requires` within the inputs the workflow wires, exact class-balanced
     IPC, same set for the same seed, the dataset and parameters left unchanged, a valid
     float32 [n,C,H,W] set in [0,1], and an identical set after save and load. Kinds that
-    need a teacher or prior pass `make_context(data, ipc, seed) -> Context`. Raises
+    need a teacher, crops or prior pass `make_context(data, ipc, seed) -> Context`. Raises
     `ConformanceError` naming the first broken check.
     """
     params = {} if params is None else params
@@ -152,9 +154,9 @@ def check_method(
         raise _fail(kind, "check_params", str(exc)) from None
     passed += ["parameter schema", "__init__ stores params only"]
 
-    if cls.requires & {"teacher", "prior"} and make_context is None:
+    if cls.requires & MODEL_INPUTS and make_context is None:
         raise ValueError(
-            f"method kind {kind!r} requires {sorted(cls.requires & {'teacher', 'prior'})}: "
+            f"method kind {kind!r} requires {sorted(cls.requires & MODEL_INPUTS)}: "
             "pass make_context(data, ipc, seed) -> Context"
         )
     shape = (data.in_chans, data.image_size, data.image_size)
@@ -166,7 +168,14 @@ def check_method(
                 sets = []
                 for _ in range(2):  # a fresh instance each time: no state carried over
                     m = cls(**copy.deepcopy(filled))
-                    cset = m.condense(factory(data, ipc, seed), ipc, seed)
+                    try:
+                        cset = m.condense(factory(data, ipc, seed), ipc, seed)
+                    except Exception as exc:
+                        raise _fail(
+                            kind,
+                            "condense runs",
+                            f"ipc {ipc}, seed {seed}: {type(exc).__name__}: {exc}",
+                        ) from exc
                     if not isinstance(cset, CondensedSet):
                         raise _fail(kind, "returns a CondensedSet", f"got {type(cset).__name__}")
                     if m.params != before:

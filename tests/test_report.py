@@ -1,0 +1,345 @@
+"""Tables, figures and the Snakemake report: round trips from the JSONs, and the report in a browser."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ddbench.tables import (
+    cost_table,
+    label_robust_score,
+    read_benchmarks,
+    read_metrics,
+    write_accuracy_table,
+    write_study_tables,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CATEGORIES = ("Accuracy", "Cost", "Quality", "Galleries", "Studies")
+
+
+# ------------------------------------------------------------------ synthetic evaluations
+def _protocol(name: str, labels: str) -> dict:
+    return {
+        "name": name, "preset": name, "labels": labels, "optimizer": "sgd", "lr": 0.01,
+        "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 256, "schedule": "cosine",
+        "temperature": 4.0, "teachers": [] if labels == "hard" else ["t"], "augment": "dsa",
+        "cutmix": 0.0, "rrc_scale": [0.08, 1.0], "epochs": 10, "full_epochs": None,
+    }  # fmt: skip
+
+
+def _write_evals(folder: Path) -> list[Path]:
+    """Two protocols x three methods x two IPCs x three seeds, plus the whole-set reference."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for proto, labels in (("hl", "hard"), ("sl", "soft")):
+        for method in ("random", "herding", "full_train"):
+            for ipc in (None,) if method == "full_train" else (1, 10):
+                for seed in (0, 1, 2):
+                    m = {
+                        "dataset": "toy", "method": method, "ipc": ipc, "protocol": proto,
+                        "preset": proto, "student": "cnn", "student_model": "convnet-d2-w16-in",
+                        "seed": seed, "accuracy": float(rng.uniform(10, 95)), "budget": "10 epochs",
+                        "wall_time_s": 1.0, "soft_label_bytes": 40 * (ipc or 0) if labels == "soft" else 0,
+                        "teacher_forward_images": 10 * (ipc or 0) if labels == "soft" else 0,
+                        "protocol_params": _protocol(proto, labels),
+                        "versions": {"ddbench": "0.1.0"}, "device": "cpu",
+                    }  # fmt: skip
+                    p = folder / f"{proto}_{method}_{ipc}_{seed}.json"
+                    p.write_text(json.dumps(m))
+                    paths.append(p)
+    return paths
+
+
+def test_accuracy_table_round_trips_to_the_eval_jsons(tmp_path):
+    paths = _write_evals(tmp_path)
+    out = tmp_path / "tables"
+    write_accuracy_table(
+        paths,
+        out / "accuracy.csv",
+        out / "accuracy.md",
+        out / "accuracy.tex",
+        out / "accuracy.html",
+    )
+    table = pd.read_csv(out / "accuracy.csv")
+    raw = read_metrics(paths)
+    assert len(table) == 2 * (2 * 2 + 1)  # (2 methods x 2 IPCs + reference) per protocol
+    for row in table.itertuples():
+        same = raw[(raw["protocol"] == row.protocol) & (raw["method"] == row.method)]
+        same = same[same["ipc"].isna()] if pd.isna(row.ipc) else same[same["ipc"] == row.ipc]
+        assert len(same) == 3 == row.seeds
+        assert row.accuracy_mean == pytest.approx(same["accuracy"].mean(), abs=1e-4)
+        assert row.accuracy_std == pytest.approx(same["accuracy"].std(ddof=1), abs=1e-4)
+    md = (out / "accuracy.md").read_text()
+    tex = (out / "accuracy.tex").read_text()
+    html = (out / "accuracy.html").read_text()
+    assert "whole training set" in md and "**" in md and "±" in md
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\textbf{", r"$\pm$", r"\multicolumn"):
+        assert token in tex
+    assert "<b>" in html and "<table>" in html
+
+
+def test_best_value_of_each_column_is_bold(tmp_path):
+    paths = _write_evals(tmp_path)
+    agg = write_accuracy_table(paths, tmp_path / "a.csv", tmp_path / "a.md", tmp_path / "a.tex")
+    md = (tmp_path / "a.md").read_text()
+    tex = (tmp_path / "a.tex").read_text()
+    cond = agg[agg["method"] != "full_train"]
+    for (_, _ipc), cell in cond.groupby(["protocol", "ipc"]):
+        best = cell.loc[cell["accuracy_mean"].idxmax()]
+        text = f"{best.accuracy_mean:.2f} ± {best.accuracy_std:.2f}"
+        assert f"**{text}**" in md
+        assert rf"\textbf{{{best.accuracy_mean:.2f} $\pm$ {best.accuracy_std:.2f}}}" in tex
+        worst = cell.loc[cell["accuracy_mean"].idxmin()]
+        assert f"**{worst.accuracy_mean:.2f} ±" not in md
+
+
+def test_gain_and_lrs_round_trip_to_the_eval_jsons(tmp_path):
+    paths = _write_evals(tmp_path)
+    out = tmp_path / "tables"
+    write_study_tables(
+        paths, stems={"gain": out / "gain", "dd_ranking": out / "dd_ranking"}, baseline="random"
+    )
+    for ext in ("csv", "md", "tex", "html"):
+        assert (out / f"gain.{ext}").stat().st_size > 0
+        assert (out / f"dd_ranking.{ext}").stat().st_size > 0
+    raw = read_metrics(paths)
+
+    def acc(proto, method, ipc=None):
+        sel = raw[(raw["protocol"] == proto) & (raw["method"] == method)]
+        sel = sel[sel["ipc"].isna()] if ipc is None else sel[sel["ipc"] == ipc]
+        return sel.sort_values("seed")["accuracy"].to_numpy()
+
+    gain = pd.read_csv(out / "gain.csv")
+    assert set(gain["method"]) == {"herding"}  # the baseline itself has no gain row
+    for row in gain.itertuples():
+        diff = acc(row.protocol, "herding", row.ipc) - acc(row.protocol, "random", row.ipc)
+        assert row.gain_mean == pytest.approx(diff.mean(), abs=1e-4)
+        assert row.gain_std == pytest.approx(diff.std(ddof=1), abs=1e-4)
+    scores = pd.read_csv(out / "dd_ranking.csv")
+    assert scores["lrs"].between(0, 1).all() and (scores["hard_protocol"] == "hl").all()
+    for row in scores.itertuples():
+        expected = label_robust_score(
+            acc("hl", row.method, row.ipc).mean() / 100,
+            acc("hl", "full_train").mean() / 100,
+            acc(row.protocol, row.method, row.ipc).mean() / 100,
+            acc(row.protocol, "random", row.ipc).mean() / 100,
+        )[2]
+        assert row.lrs == pytest.approx(expected, abs=1e-5)
+    # no augmentation-free twin protocol: ARS is empty and says why
+    assert scores["ars"].isna().all() and scores["ars_reason"].str.contains("twin").all()
+
+
+def test_cost_table_reads_benchmark_seconds_and_rss(tmp_path):
+    tsv = tmp_path / "benchmarks/toy/condensed/herding/ipc10/s0.tsv"
+    tsv.parent.mkdir(parents=True)
+    tsv.write_text("s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t321.5\t900\n")
+    bench = read_benchmarks([tsv])
+    metrics = read_metrics(_write_evals(tmp_path))
+    cost = cost_table(bench, metrics)
+    row = cost[(cost["method"] == "herding") & (cost["ipc"] == 10)].iloc[0]
+    assert row["construct_s_mean"] == 12.5 and row["construct_max_rss_mb_mean"] == 321.5
+    assert row["soft_label_bytes[sl]"] == 400 and row["soft_label_bytes[hl]"] == 0
+    assert row["teacher_forward_images[sl]"] == 100
+
+
+# ------------------------------------------------------------------ which targets the grid asks for
+def _dry_run(tmp_path: Path, config: dict) -> subprocess.CompletedProcess:
+    import yaml
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(tmp_path), "--configfile", str(cfg), "-n",
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+
+
+def _planned_rules(proc: subprocess.CompletedProcess) -> set[str]:
+    """Rule names of a dry run's "Job stats" table."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    lines = out.split("Job stats:", 1)[1].splitlines()
+    rules = set()
+    for line in lines[3:]:
+        parts = line.split()
+        if not parts or parts[0] == "total":
+            break
+        rules.add(parts[0])
+    return rules
+
+
+def _tiny_config(**extra) -> dict:
+    config = {
+        "datasets": {"digits": {"kind": "digits"}},
+        "ipcs": [2],
+        "seeds": [0],
+        "device": "cpu",
+        "methods": {"random": {"kind": "random"}},
+        "protocols": {"hl": {"preset": "hl", "epochs": 1}},
+        "students": {"convnet": {"model": "convnet-d2-w16-in"}},
+    }
+    config.update(extra)
+    return config
+
+
+@pytest.mark.workflow
+def test_no_teachers_means_no_quality_targets(tmp_path):
+    rules = _planned_rules(_dry_run(tmp_path, _tiny_config()))
+    assert {"condense", "evaluate", "accuracy_table", "study_tables", "figure_galleries"} <= rules
+    assert not any("quality" in r or "tsne" in r or "prdc" in r for r in rules), rules
+    assert not any("teacher_student" in r or "budget" in r for r in rules), rules
+
+
+@pytest.mark.workflow
+def test_studies_appear_when_the_grid_has_them(tmp_path):
+    teacher = {"model": "convnet-d2-w16-in", "epochs": 1}
+    sweep = {"preset": "sl", "teachers": ["a"]}
+    config = _tiny_config(
+        teachers={"a": teacher, "b": dict(teacher, seed=1)},
+        protocols={
+            "sl_short": dict(sweep, full_epochs=1),
+            "sl_long": dict(sweep, full_epochs=4),
+            "sl_b": {"preset": "sl", "epochs": 2, "teachers": ["b"]},
+        },
+        quality={"teacher": "b", "k": 3},
+    )
+    rules = _planned_rules(_dry_run(tmp_path, config))
+    assert {"quality", "figure_tsne", "figure_budget_curves", "figure_teacher_student"} <= rules
+    assert "teacher_student_table" in rules
+    config["quality"] = {"teacher": "nope"}
+    proc = _dry_run(tmp_path, config)
+    assert proc.returncode != 0 and "quality.teacher" in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------ the smoke run
+def _report(work: Path, target: str) -> Path:
+    out = work / target
+    cmd = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(work), "--configfile", str(work / "config.yaml"), "--report", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
+def _condensed_sets(config: dict) -> list[tuple[str, int, int]]:
+    return [(m, i, s) for m in config["methods"] for i in config["ipcs"] for s in config["seeds"]]
+
+
+@pytest.mark.workflow
+def test_smoke_quality_targets_report_nulls_with_reasons(smoke_run):
+    work, config = smoke_run
+    k = 5  # the schema default: smoke.yaml sets no `quality`
+    for method, ipc, seed in _condensed_sets(config):
+        q = json.loads(
+            (work / f"results/digits/quality/{method}/ipc{ipc}/s{seed}.json").read_text()
+        )
+        assert q["teacher"] == next(iter(config["teachers"])) and q["k"] == k
+        assert len(q["per_class"]) == 10
+        assert 0 <= q["precision"] <= 1 and 0 <= q["coverage"] <= 1 and q["density"] >= 0
+        if ipc <= k:
+            assert q["recall"] is None and q["undefined"]["recall"]
+        if ipc == 1:
+            assert q["mmd2"] is None and q["undefined"]["mmd2"]
+        # every smoke method is a coreset: its images are training images
+        assert q["nn_pixel_min"] == 0.0 and q["exact_copy_fraction"] == 1.0
+
+
+@pytest.mark.workflow
+def test_smoke_tables_round_trip_to_the_eval_jsons(smoke_run):
+    work, config = smoke_run
+    table = pd.read_csv(work / "results/tables/accuracy.csv")
+    for row in table.itertuples():
+        if row.method == "full_train":
+            path = work / f"results/digits/eval/{row.protocol}/{row.student}/full_train/s0.json"
+        else:
+            path = (
+                work
+                / f"results/digits/eval/{row.protocol}/{row.student}/{row.method}/ipc{int(row.ipc)}/s0.json"
+            )
+        assert row.accuracy_mean == pytest.approx(
+            json.loads(path.read_text())["accuracy"], abs=1e-4
+        )
+    for name in ("accuracy", "gain", "dd_ranking", "cost", "quality", "teacher_student"):
+        for ext in ("csv", "md", "tex", "html"):
+            assert (work / f"results/tables/{name}.{ext}").stat().st_size > 100, (name, ext)
+    scores = pd.read_csv(work / "results/tables/dd_ranking.csv")
+    assert scores["lrs"].dropna().between(0, 1).all() and scores["lrs"].notna().all()
+    quality = pd.read_csv(work / "results/tables/quality.csv")
+    assert len(quality) == len(config["methods"]) * len(config["ipcs"])
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.workflow
+def test_smoke_figures_exist_as_svg_and_png(smoke_run):
+    work, config = smoke_run
+    fig = work / "results/figures/digits"
+    names = ["label_gap", "accuracy_vs_cost", "prdc", "tsne_overview", "teacher_student"]
+    names += [f"accuracy_vs_ipc/{p}/{s}" for p in config["protocols"] for s in config["students"]]
+    for name in names:
+        assert "<svg" in (fig / f"{name}.svg").read_text()[:2000]
+        w, h = _png_size(fig / f"{name}.png")
+        assert w > 200 and h > 100
+    sets = _condensed_sets(config)
+    assert sorted(p.name for p in (fig / "galleries").glob("*.png")) == sorted(
+        f"{m}_ipc{i}_s{s}.png" for m, i, s in sets
+    )
+    assert len(list((fig / "tsne").glob("*.png"))) == len(config["methods"]) * len(config["ipcs"])
+    assert not (fig / "budget_curves.png").exists()  # smoke.yaml sweeps no full_epochs budget
+
+
+@pytest.mark.workflow
+def test_report_html_and_zip_show_the_five_categories_in_chromium(smoke_run, tmp_path):
+    work, _ = smoke_run
+    html = _report(work, "results/report.html")
+    archive = _report(work, "results/report.zip")
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.testzip() is None
+        assert any(n.endswith("report.html") for n in zf.namelist())
+        assert any(n.endswith(".png") for n in zf.namelist())
+    text = html.read_text()
+    for category in CATEGORIES:
+        assert category in text
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (Debian package `chromium`): report not opened")
+    flags = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run",
+    ]  # fmt: skip
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(
+        [*flags, f"--user-data-dir={tmp_path / 'profile1'}", f"--screenshot={shot}",
+         "--window-size=1400,1000", html.as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert shot.exists(), proc.stderr[-2000:]
+    assert _png_size(shot) == (1400, 1000)
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)[..., :3].reshape(-1, 3)
+    assert pixels.std() > 0.05 and len(np.unique((pixels * 255).astype(int), axis=0)) > 50
+    dom = subprocess.run(
+        [*flags, f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", html.as_uri()],
+        capture_output=True, text=True, timeout=180,
+    ).stdout  # fmt: skip
+    for category in CATEGORIES:
+        assert f">{category}<" in dom, category
