@@ -131,7 +131,7 @@ def test_truncated_dataset_file_is_named(digits, tmp_path):
 def test_workflow_job_fails_with_one_clear_line_and_writes_nothing(smoke_run, tmp_path):
     work, config = smoke_run
     copy = tmp_path / "w"
-    for sub in ("resources", "results", ".snakemake"):
+    for sub in ("resources", "results", "benchmarks", ".snakemake"):
         shutil.copytree(work / sub, copy / sub, symlinks=True)
     cfg = copy / "config.yaml"
     shutil.copy(work / "config.yaml", cfg)
@@ -157,10 +157,13 @@ def test_workflow_job_fails_with_one_clear_line_and_writes_nothing(smoke_run, tm
         capture_output=True,
         text=True,
     )
-    assert proc.returncode != 0
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    with h5py.File(target, "r") as f:  # the broken set is reported, not silently remade
+        assert np.isnan(f["images"][0, 0, 0, 0])
     evals = list((copy / "results/digits/eval").glob("*/convnet/random/ipc1/s0.json"))
     assert evals == []  # every evaluation of the broken set failed and left no metrics
     log = (copy / "logs/digits/eval/hl/convnet/random/ipc1/s0.log").read_text()
     errors = [line for line in log.splitlines() if line.startswith("ERROR:")]
-    assert len(errors) == 1 and str(target) in errors[0] and "NaN" in errors[0]
+    rel = "results/digits/condensed/random/ipc1/s0.h5"  # paths are relative to the working dir
+    assert len(errors) == 1 and rel in errors[0] and "NaN" in errors[0]
     assert "Traceback" not in log

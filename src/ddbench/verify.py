@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 
 from . import __version__
-from .config import grid
+from .config import excluded, grid
 from .h5io import FORMATS, config_sha256
 from .protocols import resolve_protocol
 
@@ -44,16 +44,52 @@ def expected_eval_sha(
     )
 
 
+def _needed_variants(config: dict) -> tuple[set[str], set[str], set[str]]:
+    """(teachers, feature extractors, scorers) the workflow builds for this config.
+
+    A variant nobody reads is never built, so it is not reported missing.
+    """
+    from .methods import get_method_class
+
+    teachers: set[str] = set()
+    features: set[str] = set()
+    scorers: set[str] = set()
+    for name, spec in config["protocols"].items():
+        teachers.update(resolve_protocol(name, spec).teachers)
+    for name, spec in config["methods"].items():
+        params = {k: v for k, v in spec.items() if k != "kind"}
+        for need, value in get_method_class(spec["kind"])(**params).input_names().items():
+            if need == "teacher":
+                teachers.add(value)
+            elif need == "features":
+                features.add(value)
+            elif need in ("scores", "crops"):
+                scorers.add(value)
+    quality = config["quality"]["teacher"] or next(iter(config["teachers"]), None)
+    if quality is not None:
+        features.add(quality)
+        teachers.add(quality)
+    teachers |= features
+    for name in scorers:
+        if config["scorers"][name].get("kind") == "crops":
+            teachers.add(config["scorers"][name]["teacher"])
+    return teachers, features, scorers
+
+
 def expected_hashes(config: dict) -> dict[str, str]:
-    """Relative path -> expected config_sha256 for every target the config defines."""
+    """Relative path -> expected config_sha256 for every target the workflow builds."""
+    teachers, features, scorers = _needed_variants(config)
     out: dict[str, str] = {}
     for ds, spec in config["datasets"].items():
         out[f"resources/datasets/{ds}.h5"] = config_sha256(spec)
         for t, tspec in config["teachers"].items():
-            out[f"results/{ds}/teachers/{t}.json"] = config_sha256(tspec)
-            out[f"results/{ds}/features/{t}.h5"] = config_sha256({"extractor": t})
+            if t in teachers:
+                out[f"results/{ds}/teachers/{t}.json"] = config_sha256(tspec)
+            if t in features:
+                out[f"results/{ds}/features/{t}.h5"] = config_sha256({"extractor": t})
         for s, sspec in config["scorers"].items():
-            out[f"results/{ds}/scores/{s}.h5"] = config_sha256(sspec)
+            if s in scorers:
+                out[f"results/{ds}/scores/{s}.h5"] = config_sha256(sspec)
     for cell in grid(config):
         ds, m, ipc, seed = cell["dataset"], cell["method"], cell["ipc"], cell["seed"]
         spec = config["methods"][m]
@@ -69,6 +105,9 @@ def expected_hashes(config: dict) -> dict[str, str]:
             for p in config["protocols"]:
                 for st in config["students"]:
                     for s in config["reference"]["seeds"] or config["seeds"]:
+                        cell = {"dataset": ds, "protocol": p, "student": st, "seed": s}
+                        if excluded(config, cell):
+                            continue
                         out[f"results/{ds}/eval/{p}/{st}/full_train/s{s}.json"] = expected_eval_sha(
                             config, p, st, s, True
                         )
