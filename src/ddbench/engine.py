@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import optim
 from .augment import cutmix, make_augment
 from .protocols import Protocol
 
@@ -91,14 +92,14 @@ class TrainResult:
     history: list[float] = field(default_factory=list)
 
 
-def _optimizer(model: torch.nn.Module, p: Protocol) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, p: Protocol) -> optim.SGD | optim.Adam:
     params = [q for q in model.parameters() if q.requires_grad]
     if p.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+        return optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
     if p.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)
+        return optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)
     if p.optimizer == "adam":
-        return torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)
+        return optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)
     raise ValueError(f"protocol {p.name}: unknown optimizer {p.optimizer!r}")
 
 

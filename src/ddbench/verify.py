@@ -56,7 +56,7 @@ def _needed_variants(config: dict) -> tuple[set[str], set[str], set[str]]:
     scorers: set[str] = set()
     for name, spec in config["protocols"].items():
         teachers.update(resolve_protocol(name, spec).teachers)
-    for name, spec in config["methods"].items():
+    for spec in config["methods"].values():
         params = {k: v for k, v in spec.items() if k != "kind"}
         for need, value in get_method_class(spec["kind"])(**params).input_names().items():
             if need == "teacher":

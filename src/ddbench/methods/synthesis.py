@@ -58,6 +58,7 @@ class DistributionMatching(Method):
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
         import torch
 
+        from .. import optim
         from ..augment import DSA
         from ..engine import build_classifier
         from ..models import create_model  # noqa: F401  (registry import side effects)
@@ -75,7 +76,7 @@ class DistributionMatching(Method):
         data = ctx.data
         init, labels = _real_init(ctx, ipc, rng)
         syn = torch.tensor(init, requires_grad=True)
-        opt = torch.optim.SGD([syn], lr=p["lr"], momentum=p["momentum"])
+        opt = optim.SGD([syn], lr=p["lr"], momentum=p["momentum"])
         gen = torch.Generator().manual_seed(int(seed))
         real = torch.from_numpy(data.train_float())
         per_class = [torch.from_numpy(i) for i in data.class_indices()]
@@ -193,6 +194,8 @@ class SRe2L(Method):
         import torch.nn.functional as F
         from tqdm import tqdm
 
+        from .. import optim
+
         p = {
             "iterations": 300,
             "lr": 0.05,
@@ -209,7 +212,7 @@ class SRe2L(Method):
         labels = torch.arange(k).repeat_interleave(ipc)
         # optimise unconstrained parameters; images = sigmoid(z) stay in [0,1]
         z = (torch.randn(k * ipc, c, s, s, generator=gen) * 0.5).requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=p["lr"], betas=(0.5, 0.9))
+        opt = optim.Adam([z], lr=p["lr"], betas=(0.5, 0.9))
         self.losses_, self.bn_losses_ = [], []
         for _ in tqdm(
             range(p["iterations"]), desc="sre2l recover", file=sys.stderr, mininterval=2.0
