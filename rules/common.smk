@@ -11,6 +11,23 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
+# The config is fixed for the run: compute the grid once, not once per input-function call.
+GRID = list(grid(config))
+
+
+def memo(fn):
+    """Memoise a target-list helper of the fixed config; callers get their own list copy."""
+    cache = {}
+
+    def wrapper(*args):
+        if args not in cache:
+            cache[args] = fn(*args)
+        return list(cache[args])
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
@@ -148,13 +165,15 @@ def checkpoint_path(wildcards, output):
 
 
 # ---------------------------------------------------------------- targets
+@memo
 def eval_targets():
     return [
         f"results/{c['dataset']}/eval/{c['protocol']}/{c['student']}/{c['method']}/ipc{c['ipc']}/s{c['seed']}.json"
-        for c in grid(config)
+        for c in GRID
     ]
 
 
+@memo
 def reference_targets():
     if not config["reference"]["enabled"]:
         return []
@@ -197,10 +216,11 @@ def quality_teacher(wildcards=None):
     return name
 
 
+@memo
 def condensed_cells(dataset=None):
     """(dataset, method, ipc, seed) of every condensed set the grid evaluates."""
     cells = {}
-    for c in grid(config):
+    for c in GRID:
         if dataset is None or c["dataset"] == dataset:
             cells[(c["dataset"], c["method"], c["ipc"], c["seed"])] = None
     return list(cells)
@@ -221,6 +241,7 @@ def baseline_method():
     return "random"
 
 
+@memo
 def quality_targets(dataset=None):
     if quality_teacher() is None:
         return []
@@ -240,6 +261,7 @@ def quality_inputs(wildcards):
     }
 
 
+@memo
 def benchmark_targets(dataset=None):
     """Benchmark TSVs of the condense jobs: the construction cost of every set."""
     return [
@@ -249,8 +271,12 @@ def benchmark_targets(dataset=None):
 
 
 def dataset_eval_targets(wildcards):
-    prefix = f"results/{wildcards.dataset}/"
-    return [t for t in eval_targets() if t.startswith(prefix)]
+    return eval_targets_of(wildcards.dataset)
+
+
+@memo
+def eval_targets_of(dataset):
+    return [t for t in eval_targets() if t.startswith(f"results/{dataset}/")]
 
 
 def dataset_reference_targets(wildcards):
@@ -332,9 +358,7 @@ def study_table_targets():
 def figure_targets():
     out = []
     for ds in config["datasets"]:
-        pairs = {
-            (c["protocol"], c["student"]) for c in grid(config) if c["dataset"] == ds
-        }
+        pairs = {(c["protocol"], c["student"]) for c in GRID if c["dataset"] == ds}
         names = ["label_gap", "accuracy_vs_cost"]
         if quality_teacher() is not None:
             names += ["prdc", "tsne_overview"]

@@ -8,6 +8,9 @@ from ddbench.runinfo import log_job_context  # noqa: E402
 
 log_job_context()
 
+import copy  # noqa: E402
+
+from ddbench.config import validate_config  # noqa: E402
 from ddbench.tables import write_accuracy_table  # noqa: E402
 
 smk = snakemake  # noqa: F821
@@ -17,4 +20,5 @@ write_accuracy_table(
     smk.output.md,
     smk.output.get("tex"),
     smk.output.get("html"),
+    config=validate_config(copy.deepcopy(smk.config)),
 )

@@ -77,3 +77,48 @@ def test_verify_command_reports_and_exits_nonzero_on_stale(smoke_run, tmp_path):
     res = CliRunner().invoke(main, ["verify", "--config", str(bad), "--directory", str(work)])
     assert res.exit_code == 1
     assert "stale" in res.output and "condensed/herding/ipc1/s0.h5" in res.output
+
+
+def _accuracy_table(work, cfg, out):
+    import pandas as pd
+
+    from ddbench.tables import write_accuracy_table
+
+    paths = sorted(str(p) for p in (work / "results/digits/eval").rglob("*.json"))
+    write_accuracy_table(paths, out / "a.csv", out / "a.md", config=validate_config(cfg))
+    return pd.read_csv(out / "a.csv", keep_default_na=False), (out / "a.md").read_text()
+
+
+def test_accuracy_table_marks_cells_whose_provenance_does_not_match(smoke_run, tmp_path):
+    work, config = smoke_run
+    df, md = _accuracy_table(work, copy.deepcopy(config), tmp_path)
+    assert (df["provenance_issues"] == "").all() and "†" not in md
+
+    # the config moved on without a rerun: hl's budget changed, el2n_easy's parameters too
+    cfg = copy.deepcopy(config)
+    cfg["protocols"]["hl"]["epochs"] = 7
+    cfg["methods"]["el2n_easy"]["epoch"] = 0
+    df, md = _accuracy_table(work, cfg, tmp_path)
+    bad = df[df["provenance_issues"] != ""]
+    expect = (df["protocol"] == "hl") | (df["method"] == "el2n_easy")
+    assert set(bad.index) == set(df[expect].index)
+    assert bad["provenance_issues"].str.contains("other protocol/student parameters").sum() == (
+        (df["protocol"] == "hl").sum()
+    )
+    assert bad[bad["method"] == "el2n_easy"]["provenance_issues"].str.contains(
+        "other method parameters"
+    ).all()
+    assert md.count("†") == len(bad) + 1  # every mismatching cell, plus the note
+
+    # a condensed set replaced after its evaluations ran
+    w = tmp_path / "w"
+    shutil.copytree(work / "results", w / "results")
+    target = w / "results/digits/condensed/random/ipc1/s0.h5"
+    import h5py
+
+    with h5py.File(target, "r+") as f:
+        f["images"][0, 0, 0, 0] = 0.5 - f["images"][0, 0, 0, 0]
+    df, _ = _accuracy_table(w, copy.deepcopy(config), tmp_path)
+    bad = df[df["provenance_issues"] != ""]
+    assert len(bad) and (bad["method"] == "random").all() and (bad["ipc"] == "1").all()
+    assert bad["provenance_issues"].str.contains("changed after this evaluation").all()

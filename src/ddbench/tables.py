@@ -70,7 +70,40 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         student_model=("student_model", "first"),
         budget=("budget", "first"),
     ).reset_index()
+    if "provenance_issues" in df:
+        issues = g["provenance_issues"].agg(lambda v: "; ".join(sorted({i for i in v if i})))
+        out["provenance_issues"] = issues.to_numpy()
     return out
+
+
+def mark_provenance(df: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Add `provenance_issues` to a `read_metrics` frame: why each evaluation's provenance
+    does not match `config` and the code version ("" where it does; see verify.eval_provenance)."""
+    from .verify import eval_provenance, expected_hashes
+
+    expected = expected_hashes(config)
+    df = df.copy()
+    df["provenance_issues"] = (
+        [
+            "; ".join(eval_provenance(config, row._asdict(), row.path, expected))
+            for row in df[
+                [
+                    "method",
+                    "protocol",
+                    "student",
+                    "seed",
+                    "ipc",
+                    "config_sha256",
+                    "versions",
+                    "condensed_sha256",
+                    "path",
+                ]
+            ].itertuples(index=False)
+        ]
+        if len(df)
+        else []
+    )
+    return df
 
 
 def _std(s: pd.Series) -> float:
@@ -141,6 +174,22 @@ class Block:
     digits: int = 2
     note: str = ""
     row_header: str = "method"
+    flags: pd.DataFrame | None = None  # True: built from outputs whose provenance mismatches
+
+
+FLAG = "†"
+FLAG_NOTE = (
+    f"{FLAG} built from results whose provenance does not match the current config or code "
+    "(run `ddbench verify`; the CSV's provenance_issues column says why)."
+)
+
+
+def _flagged(block: Block, label, col) -> bool:
+    f = block.flags
+    if f is None or label not in f.index or col not in f.columns:
+        return False
+    v = f.at[label, col]
+    return bool(pd.notna(v) and v)
 
 
 def _fmt_num(x, digits: int) -> str:
@@ -217,6 +266,8 @@ def render_markdown(blocks: list[Block], heading: str, notes: str = "") -> str:
                 t = _cell_text(m, s, b.digits, " ± ") or "–"
                 if not ref and bool(mask.at[label, col]) and t != "–":
                     t = f"**{t}**"
+                if _flagged(b, label, col):
+                    t += f" {FLAG}"
                 texts.append(t)
             name = f"*{label}*" if ref else str(label)
             lines.append(f"| {name} | " + " | ".join(texts) + " |")
@@ -280,6 +331,8 @@ def render_latex(blocks: list[Block], heading: str, notes: str = "") -> str:
                 t = _cell_text(m, s, b.digits, r" $\pm$ ") or "--"
                 if not ref and bool(mask.at[label, col]) and t != "--":
                     t = rf"\textbf{{{t}}}"
+                if _flagged(b, label, col):
+                    t += r"$^\dagger$"
                 texts.append(t)
             name = rf"\textit{{{tex_escape(label)}}}" if ref else tex_escape(label)
             out.append(f"{name} & " + " & ".join(texts) + r" \\")
@@ -338,6 +391,8 @@ def render_html(blocks: list[Block], heading: str, notes: str = "") -> str:
                 t = e(_cell_text(m, s, b.digits, " ± ") or "–")
                 if not ref and bool(mask.at[label, col]) and t != "–":
                     t = f"<b>{t}</b>"
+                if _flagged(b, label, col):
+                    t += f"<sup title='provenance mismatch'>{FLAG}</sup>"
                 tds.append(f"<td>{t}</td>")
             cls = " class='ref'" if ref else ""
             parts.append(f"<tr{cls}><td>{e(str(label))}</td>" + "".join(tds) + "</tr>")
@@ -446,6 +501,15 @@ def accuracy_blocks(agg: pd.DataFrame) -> list[Block]:
                     index=[label],
                     columns=mean.columns,
                 )
+        flags = None
+        if "provenance_issues" in part and len(mean.columns):
+            marked = condensed.assign(flag=condensed["provenance_issues"].fillna("") != "")
+            flags = _pivot(marked, "method", ["dataset", "ipc"], "flag").reindex(
+                index=mean.index, columns=mean.columns
+            )
+            if reference is not None:
+                bad = (ref.set_index("dataset")["provenance_issues"].fillna("") != "").to_dict()
+                flags.loc[reference.index[0]] = [bool(bad.get(c[0], False)) for c in mean.columns]
         blocks.append(
             Block(
                 title=f"protocol `{proto}` · student `{student}` ({model}) · budget {_budget(condensed if len(condensed) else part)}",
@@ -453,6 +517,7 @@ def accuracy_blocks(agg: pd.DataFrame) -> list[Block]:
                 std=std,
                 reference=reference,
                 reference_std=reference_std,
+                flags=flags,
             )
         )
     return blocks
@@ -471,10 +536,18 @@ def write_accuracy_table(
     md_out: str | os.PathLike,
     tex_out: str | os.PathLike | None = None,
     html_out: str | os.PathLike | None = None,
+    config: dict | None = None,
 ) -> pd.DataFrame:
-    """Aggregate the given evaluation JSONs and write CSV (long format), Markdown (and LaTeX, HTML)."""
+    """Aggregate the given evaluation JSONs and write CSV (long format), Markdown (and LaTeX, HTML).
+
+    With the validated `config`, every evaluation's provenance is checked (see
+    `mark_provenance`); cells built from mismatching results are marked with a dagger.
+    """
     metrics = read_metrics(paths)
+    if config is not None:
+        metrics = mark_provenance(metrics, config)
     agg = aggregate(metrics)
+    flagged = "provenance_issues" in agg and bool((agg["provenance_issues"] != "").any())
     write_table_files(
         agg,
         accuracy_blocks(agg),
@@ -484,7 +557,9 @@ def write_accuracy_table(
         tex=tex_out,
         html_out=html_out,
         notes="Bold: best method of each column. Budgets are per protocol; the whole-training-set "
-        "row is the reference trained under the same protocol. " + versions_note(metrics),
+        "row is the reference trained under the same protocol. "
+        + (FLAG_NOTE + " " if flagged else "")
+        + versions_note(metrics),
     )
     return agg
 

@@ -19,7 +19,7 @@ import h5py
 
 from . import __version__
 from .config import excluded, grid
-from .h5io import FORMATS, config_sha256
+from .h5io import FORMATS, config_sha256, file_sha256
 from .protocols import resolve_protocol
 
 
@@ -112,6 +112,52 @@ def expected_hashes(config: dict) -> dict[str, str]:
                             config, p, st, s, True
                         )
     return out
+
+
+def eval_provenance(
+    config: dict, metrics: dict, eval_path: str | Path, expected: dict[str, str] | None = None
+) -> list[str]:
+    """Why an evaluation's provenance does not match the current config and code (empty: it does).
+
+    Checks the evaluation's own config hash and ddbench version, and for a condensed-set cell
+    that the set it trained on is the set now on disk (by SHA-256) and that this set carries
+    the config hash the current config expects. `eval_path` locates the set:
+    results/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.json.
+    `expected` (from `expected_hashes`) may be passed to save recomputing it per file.
+    """
+    issues = []
+    method = metrics.get("method")
+    reference = method == "full_train"
+    protocol, student = metrics.get("protocol"), metrics.get("student")
+    if protocol not in config["protocols"] or student not in config["students"]:
+        return [f"protocol {protocol!r} / student {student!r} is not in the current config"]
+    want = expected_eval_sha(config, protocol, student, metrics.get("seed", -1), reference)
+    if metrics.get("config_sha256") != want:
+        issues.append("evaluation made from other protocol/student parameters")
+    version = (metrics.get("versions") or {}).get("ddbench")
+    if version is not None and version != __version__:
+        issues.append(f"evaluation made by ddbench {version}, current is {__version__}")
+    if reference:
+        return issues
+    eval_path = Path(eval_path)
+    results = eval_path.parents[5]  # .../results/{dataset}
+    rel = f"condensed/{method}/ipc{metrics.get('ipc')}/s{metrics.get('seed')}.h5"
+    cset = results / rel
+    if not cset.is_file():
+        return [*issues, f"condensed set {rel} is missing"]
+    if metrics.get("condensed_sha256") != file_sha256(cset):
+        issues.append(f"condensed set {rel} changed after this evaluation")
+    expected = expected_hashes(config) if expected is None else expected
+    key = f"results/{results.name}/{rel}"
+    try:
+        sha, _ = _read_provenance(cset)
+    except ValueError as exc:
+        return [*issues, f"condensed set {rel}: {exc}"]
+    if key not in expected:
+        issues.append(f"method {method!r} is not in the current config")
+    elif sha != expected[key]:
+        issues.append(f"condensed set {rel} made from other method parameters")
+    return issues
 
 
 def _read_provenance(path: Path) -> tuple[str | None, str | None]:
