@@ -110,8 +110,9 @@ class Protocol:
     def budget_text(self) -> str:
         """Human description of the budget, for captions and tables."""
         if self.full_epochs is not None:
-            return f"{self.full_epochs:g} full-set epochs of compute"
-        return f"{self.epochs} epochs"
+            unit = "epoch" if self.full_epochs == 1 else "epochs"
+            return f"{self.full_epochs:g} full-set {unit} of compute"
+        return f"{self.epochs} epoch" + ("" if self.epochs == 1 else "s")
 
     def to_dict(self) -> dict:
         d = asdict(self)
