@@ -195,7 +195,10 @@ def table_targets():
 
 def all_targets():
     return (
-        table_targets() + study_table_targets() + quality_targets() + figure_targets()
+        table_targets()
+        + study_table_targets()
+        + collected("quality")
+        + figure_targets()
     )
 
 
@@ -268,6 +271,29 @@ def benchmark_targets(dataset=None):
         f"benchmarks/{d}/condensed/{m}/ipc{i}/s{s}.tsv"
         for d, m, i, s in condensed_cells(dataset)
     ]
+
+
+COLLECTED = {
+    "eval": "results/{dataset}/eval/collected.jsonl",
+    "quality": "results/{dataset}/quality/collected.jsonl",
+    "benchmarks": "results/{dataset}/cost/condense_benchmarks.jsonl",
+}
+
+
+def collected(kind, dataset=None):
+    """The per-dataset collected results of one kind (all datasets without `dataset`).
+
+    Tables and figures read these instead of listing every result file: one input link per
+    dataset instead of one per job keeps the DAG of a paper-sized grid small.
+    """
+    if kind == "quality" and quality_teacher() is None:
+        return []
+    names = [dataset] if dataset is not None else list(config["datasets"])
+    return [COLLECTED[kind].format(dataset=d) for d in names]
+
+
+def dataset_collected(kind):
+    return lambda wildcards: collected(kind, wildcards.dataset)
 
 
 def dataset_eval_targets(wildcards):

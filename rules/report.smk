@@ -1,13 +1,64 @@
 # Tables (CSV, Markdown, LaTeX, HTML) and figures (SVG, PNG), every one registered for
 # `snakemake --report`. Categories: Accuracy, Cost, Quality, Galleries, Studies; subcategory =
-# the dataset ("all datasets" for the tables that span datasets). Inputs are whole result
-# sets, so any changed result redraws what shows it.
+# the dataset ("all datasets" for the tables that span datasets). Inputs are the per-dataset
+# collected results (collect_* rules), so any changed result redraws what shows it.
+
+
+rule collect_evaluations:
+    input:
+        metrics=dataset_eval_targets,
+        reference=dataset_reference_targets,
+    output:
+        "results/{dataset}/eval/collected.jsonl",
+    log:
+        "logs/{dataset}/collect/evaluations.log",
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/collect.py"
+
+
+rule collect_quality:
+    input:
+        dataset_quality_targets,
+    output:
+        "results/{dataset}/quality/collected.jsonl",
+    log:
+        "logs/{dataset}/collect/quality.log",
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/collect.py"
+
+
+rule collect_benchmarks:
+    input:
+        dataset_benchmark_targets,
+    output:
+        "results/{dataset}/cost/condense_benchmarks.jsonl",
+    log:
+        "logs/{dataset}/collect/benchmarks.log",
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/collect.py"
 
 
 rule accuracy_table:
     input:
-        metrics=eval_targets(),
-        reference=reference_targets(),
+        metrics=collected("eval"),
     output:
         csv="results/tables/accuracy.csv",
         md="results/tables/accuracy.md",
@@ -33,8 +84,7 @@ rule accuracy_table:
 
 rule study_tables:
     input:
-        metrics=eval_targets(),
-        reference=reference_targets(),
+        metrics=collected("eval"),
     output:
         gain="results/tables/gain.csv",
         gain_md="results/tables/gain.md",
@@ -72,8 +122,8 @@ rule study_tables:
 
 rule cost_table:
     input:
-        metrics=eval_targets(),
-        benchmarks=benchmark_targets(),
+        metrics=collected("eval"),
+        benchmarks=collected("benchmarks"),
     output:
         cost="results/tables/cost.csv",
         cost_md="results/tables/cost.md",
@@ -101,7 +151,7 @@ rule cost_table:
 
 rule quality_table:
     input:
-        quality=quality_targets(),
+        quality=collected("quality"),
     output:
         quality="results/tables/quality.csv",
         quality_md="results/tables/quality.md",
@@ -129,7 +179,7 @@ rule quality_table:
 
 rule teacher_student_table:
     input:
-        metrics=eval_targets(),
+        metrics=collected("eval"),
     output:
         teacher_student="results/tables/teacher_student.csv",
         teacher_student_md="results/tables/teacher_student.md",
@@ -160,8 +210,7 @@ rule teacher_student_table:
 
 rule figure_accuracy_vs_ipc:
     input:
-        metrics=dataset_eval_targets,
-        reference=dataset_reference_targets,
+        metrics=dataset_collected("eval"),
     output:
         svg="results/figures/{dataset}/accuracy_vs_ipc/{protocol}/{student}.svg",
         png=report(
@@ -189,7 +238,7 @@ rule figure_accuracy_vs_ipc:
 
 rule figure_label_gap:
     input:
-        metrics=dataset_eval_targets,
+        metrics=dataset_collected("eval"),
     output:
         svg="results/figures/{dataset}/label_gap.svg",
         png=report(
@@ -213,8 +262,8 @@ rule figure_label_gap:
 
 rule figure_accuracy_vs_cost:
     input:
-        metrics=dataset_eval_targets,
-        benchmarks=dataset_benchmark_targets,
+        metrics=dataset_collected("eval"),
+        benchmarks=dataset_collected("benchmarks"),
     output:
         svg="results/figures/{dataset}/accuracy_vs_cost.svg",
         png=report(
@@ -238,7 +287,7 @@ rule figure_accuracy_vs_cost:
 
 rule figure_prdc:
     input:
-        quality=dataset_quality_targets,
+        quality=dataset_collected("quality"),
     output:
         svg="results/figures/{dataset}/prdc.svg",
         png=report(
@@ -322,7 +371,7 @@ rule figure_galleries:
 
 rule figure_teacher_student:
     input:
-        metrics=dataset_eval_targets,
+        metrics=dataset_collected("eval"),
     output:
         svg="results/figures/{dataset}/teacher_student.svg",
         png=report(
@@ -349,7 +398,7 @@ rule figure_teacher_student:
 
 rule figure_budget_curves:
     input:
-        metrics=dataset_eval_targets,
+        metrics=dataset_collected("eval"),
     output:
         svg="results/figures/{dataset}/budget_curves.svg",
         png=report(

@@ -15,7 +15,7 @@ from ddbench.tables import write_accuracy_table  # noqa: E402
 
 smk = snakemake  # noqa: F821
 write_accuracy_table(
-    list(smk.input.metrics) + list(smk.input.reference),
+    list(smk.input.metrics),
     smk.output.csv,
     smk.output.md,
     smk.output.get("tex"),

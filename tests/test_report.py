@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from ddbench.tables import (
+    collect_results,
     cost_table,
     label_robust_score,
     read_benchmarks,
@@ -150,6 +151,21 @@ def test_cost_table_reads_benchmark_seconds_and_rss(tmp_path):
     assert row["construct_s_mean"] == 12.5 and row["construct_max_rss_mb_mean"] == 321.5
     assert row["soft_label_bytes[sl]"] == 400 and row["soft_label_bytes[hl]"] == 0
     assert row["teacher_forward_images[sl]"] == 100
+
+
+def test_collected_results_read_back_exactly_as_the_files(tmp_path):
+    evals = _write_evals(tmp_path)
+    tsv = tmp_path / "benchmarks/toy/condensed/herding/ipc10/s0.tsv"
+    tsv.parent.mkdir(parents=True)
+    tsv.write_text("s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t-\t900\n")
+    assert collect_results(evals, tmp_path / "evals.jsonl") == len(evals)
+    assert collect_results([tsv], tmp_path / "bench.jsonl") == 1
+    direct, collected = read_metrics(evals), read_metrics([tmp_path / "evals.jsonl"])
+    pd.testing.assert_frame_equal(direct, collected)
+    assert set(collected["path"]) == {str(p) for p in evals}  # each row names its source file
+    direct, collected = read_benchmarks([tsv]), read_benchmarks([tmp_path / "bench.jsonl"])
+    pd.testing.assert_frame_equal(direct, collected)
+    assert np.isnan(collected["construct_max_rss_mb"].iloc[0])  # "-" (not measured) stays NaN
 
 
 # ------------------------------------------------------------------ which targets the grid asks for

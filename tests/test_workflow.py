@@ -28,9 +28,10 @@ CHEAP = {"condense", "evaluate", "quality"}
 
 
 def is_aggregate(rule: str) -> bool:
-    """Tables, figures and `all` read every cell, so any change reruns them (they are cheap)."""
+    """Collectors, tables, figures and `all` read every cell, so any change reruns them (cheap)."""
     return (
         rule == "all"
+        or rule.startswith("collect_")
         or rule.endswith("_table")
         or rule.endswith("_tables")
         or rule.startswith("figure_")

@@ -44,14 +44,48 @@ BUDGET_KEYS = ("epochs", "full_epochs")
 
 
 # ================================================================== reading
-def read_metrics(paths: list[str | os.PathLike]) -> pd.DataFrame:
-    """One row per evaluation JSON."""
-    rows = []
+def _records(paths: list[str | os.PathLike]):
+    """Yield one dict per result: a JSON file, or each line of a collected `.jsonl` file.
+
+    Every record carries `path`, the result file it came from (collected lines keep theirs).
+    """
     for p in paths:
-        with open(p) as fh:
-            m = json.load(fh)
-        m["path"] = str(p)
-        rows.append(m)
+        if str(p).endswith(".jsonl"):
+            with open(p) as fh:
+                for line in fh:
+                    if line.strip():
+                        yield json.loads(line)
+        else:
+            with open(p) as fh:
+                record = json.load(fh)
+            record["path"] = str(p)
+            yield record
+
+
+def collect_results(paths: list[str | os.PathLike], out: str | os.PathLike) -> int:
+    """Gather result files into one JSON-lines file (atomically); returns the record count.
+
+    JSON results become their object plus `path`; Snakemake benchmark TSVs become
+    `{"path", "s", "max_rss"}` of their last line. The tables read either form, so the
+    aggregate rules depend on one collected file per dataset instead of thousands of results.
+    """
+    n = 0
+    with atomic_path(out) as tmp, open(tmp, "w") as fh:
+        for p in paths:
+            if str(p).endswith(".tsv"):
+                (record,) = _benchmark_records([p])
+            else:
+                with open(p) as src:
+                    record = json.load(src)
+                record["path"] = str(p)
+            fh.write(json.dumps(record) + "\n")
+            n += 1
+    return n
+
+
+def read_metrics(paths: list[str | os.PathLike]) -> pd.DataFrame:
+    """One row per evaluation (JSON files or collected `.jsonl` files)."""
+    rows = list(_records(paths))
     if not rows:
         return pd.DataFrame(columns=[*CELL, "seed", "accuracy"])
     df = pd.DataFrame(rows)
@@ -113,11 +147,8 @@ def _std(s: pd.Series) -> float:
 
 def read_quality(paths: list[str | os.PathLike]) -> pd.DataFrame:
     """One row per quality JSON (class-averaged values; null -> NaN)."""
-    rows = []
-    for p in paths:
-        with open(p) as fh:
-            q = json.load(fh)
-        rows.append({k: v for k, v in q.items() if k not in ("per_class", "definitions")})
+    drop = ("per_class", "definitions", "path")
+    rows = [{k: v for k, v in q.items() if k not in drop} for q in _records(paths)]
     df = pd.DataFrame(rows)
     if len(df):
         df["ipc"] = df["ipc"].astype("Int64")
@@ -132,21 +163,19 @@ BENCHMARK_PATH = re.compile(
 def read_benchmarks(paths: list[str | os.PathLike]) -> pd.DataFrame:
     """Construction cost per condensed set from Snakemake benchmark TSVs (seconds, max RSS MB)."""
     rows = []
-    for p in paths:
-        m = BENCHMARK_PATH.search(str(p).replace(os.sep, "/"))
+    for rec in _benchmark_records(paths):
+        m = BENCHMARK_PATH.search(rec["path"].replace(os.sep, "/"))
         if not m:
-            raise ValueError(f"{p}: not a condense benchmark path")
-        tsv = pd.read_csv(p, sep="\t")
+            raise ValueError(f"{rec['path']}: not a condense benchmark path")
+        rss = rec["max_rss"]
         rows.append(
             {
                 "dataset": m["dataset"],
                 "method": m["method"],
                 "ipc": int(m["ipc"]),
                 "seed": int(m["seed"]),
-                "construct_s": float(tsv["s"].iloc[-1]),
-                "construct_max_rss_mb": float(
-                    pd.to_numeric(tsv["max_rss"], errors="coerce").iloc[-1]
-                ),
+                "construct_s": float(rec["s"]),
+                "construct_max_rss_mb": float("nan") if rss is None else float(rss),
             }
         )
     df = pd.DataFrame(
@@ -154,6 +183,21 @@ def read_benchmarks(paths: list[str | os.PathLike]) -> pd.DataFrame:
     )
     df["ipc"] = df["ipc"].astype("Int64")
     return df
+
+
+def _benchmark_records(paths: list[str | os.PathLike]):
+    """{"path", "s", "max_rss"} per benchmark TSV, or per line of a collected `.jsonl`."""
+    for p in paths:
+        if str(p).endswith(".jsonl"):
+            yield from _records([p])
+        else:
+            tsv = pd.read_csv(p, sep="\t")
+            rss = pd.to_numeric(tsv["max_rss"], errors="coerce").iloc[-1]
+            yield {
+                "path": str(p),
+                "s": float(tsv["s"].iloc[-1]),
+                "max_rss": None if pd.isna(rss) else float(rss),
+            }
 
 
 # ================================================================== rendering
