@@ -388,14 +388,14 @@ def figure_targets():
         names = ["label_gap", "accuracy_vs_cost"]
         if quality_teacher() is not None:
             names += ["prdc", "tsne_overview"]
-            out.append(f"results/figures/{ds}/tsne")
+            out.append(f"results/figures/{ds}-tsne")
         if teacher_student_study():
             names.append("teacher_student")
         if budget_study():
             names.append("budget_curves")
-        names += [f"accuracy_vs_ipc/{p}/{st}" for p, st in sorted(pairs)]
+        names += [f"accuracy_vs_ipc-{p}-{st}" for p, st in sorted(pairs)]
         out += expand(
-            f"results/figures/{ds}/{{name}}.{{ext}}", name=names, ext=["svg", "png"]
+            f"results/figures/{ds}-{{name}}.{{ext}}", name=names, ext=["svg", "png"]
         )
-        out.append(f"results/figures/{ds}/galleries")
+        out.append(f"results/figures/{ds}-galleries")
     return out

@@ -212,9 +212,9 @@ rule figure_accuracy_vs_ipc:
     input:
         metrics=dataset_collected("eval"),
     output:
-        svg="results/figures/{dataset}/accuracy_vs_ipc/{protocol}/{student}.svg",
+        svg="results/figures/{dataset}-accuracy_vs_ipc-{protocol}-{student}.svg",
         png=report(
-            "results/figures/{dataset}/accuracy_vs_ipc/{protocol}/{student}.png",
+            "results/figures/{dataset}-accuracy_vs_ipc-{protocol}-{student}.png",
             caption="../reports/accuracy_vs_ipc.rst",
             category="Accuracy",
             subcategory="{dataset}",
@@ -240,9 +240,9 @@ rule figure_label_gap:
     input:
         metrics=dataset_collected("eval"),
     output:
-        svg="results/figures/{dataset}/label_gap.svg",
+        svg="results/figures/{dataset}-label_gap.svg",
         png=report(
-            "results/figures/{dataset}/label_gap.png",
+            "results/figures/{dataset}-label_gap.png",
             caption="../reports/label_gap.rst",
             category="Studies",
             subcategory="{dataset}",
@@ -265,9 +265,9 @@ rule figure_accuracy_vs_cost:
         metrics=dataset_collected("eval"),
         benchmarks=dataset_collected("benchmarks"),
     output:
-        svg="results/figures/{dataset}/accuracy_vs_cost.svg",
+        svg="results/figures/{dataset}-accuracy_vs_cost.svg",
         png=report(
-            "results/figures/{dataset}/accuracy_vs_cost.png",
+            "results/figures/{dataset}-accuracy_vs_cost.png",
             caption="../reports/accuracy_vs_cost.rst",
             category="Cost",
             subcategory="{dataset}",
@@ -289,9 +289,9 @@ rule figure_prdc:
     input:
         quality=dataset_collected("quality"),
     output:
-        svg="results/figures/{dataset}/prdc.svg",
+        svg="results/figures/{dataset}-prdc.svg",
         png=report(
-            "results/figures/{dataset}/prdc.png",
+            "results/figures/{dataset}-prdc.png",
             caption="../reports/prdc.rst",
             category="Quality",
             subcategory="{dataset}",
@@ -314,16 +314,16 @@ rule figure_tsne:
         unpack(tsne_inputs),
     output:
         panels=report(
-            directory("results/figures/{dataset}/tsne"),
+            directory("results/figures/{dataset}-tsne"),
             patterns=["{method}_ipc{ipc}.png"],
             caption="../reports/tsne.rst",
             category="Quality",
             subcategory="{dataset}",
             labels={"item": "t-SNE", "method": "{method}", "IPC": "{ipc}"},
         ),
-        svg="results/figures/{dataset}/tsne_overview.svg",
+        svg="results/figures/{dataset}-tsne_overview.svg",
         png=report(
-            "results/figures/{dataset}/tsne_overview.png",
+            "results/figures/{dataset}-tsne_overview.png",
             caption="../reports/tsne.rst",
             category="Quality",
             subcategory="{dataset}",
@@ -339,6 +339,8 @@ rule figure_tsne:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        tsne_max_real=config["quality"]["tsne_max_real"],
     script:
         "../scripts/figures.py"
 
@@ -348,7 +350,7 @@ rule figure_galleries:
         unpack(gallery_inputs),
     output:
         panels=report(
-            directory("results/figures/{dataset}/galleries"),
+            directory("results/figures/{dataset}-galleries"),
             patterns=["{method}_ipc{ipc}_s{seed}.png"],
             caption="../reports/gallery.rst",
             category="Galleries",
@@ -373,9 +375,9 @@ rule figure_teacher_student:
     input:
         metrics=dataset_collected("eval"),
     output:
-        svg="results/figures/{dataset}/teacher_student.svg",
+        svg="results/figures/{dataset}-teacher_student.svg",
         png=report(
-            "results/figures/{dataset}/teacher_student.png",
+            "results/figures/{dataset}-teacher_student.png",
             caption="../reports/teacher_student.rst",
             category="Studies",
             subcategory="{dataset}",
@@ -400,9 +402,9 @@ rule figure_budget_curves:
     input:
         metrics=dataset_collected("eval"),
     output:
-        svg="results/figures/{dataset}/budget_curves.svg",
+        svg="results/figures/{dataset}-budget_curves.svg",
         png=report(
-            "results/figures/{dataset}/budget_curves.png",
+            "results/figures/{dataset}-budget_curves.png",
             caption="../reports/budget_curves.rst",
             category="Studies",
             subcategory="{dataset}",

@@ -66,6 +66,7 @@ elif rule == "figure_tsne":
         out.svg,
         out.png,
         n_jobs=smk.threads,
+        max_real=smk.params.tsne_max_real,
     )
 elif rule == "figure_galleries":
     from pathlib import Path

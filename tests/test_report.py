@@ -306,19 +306,21 @@ def _png_size(path: Path) -> tuple[int, int]:
 @pytest.mark.workflow
 def test_smoke_figures_exist_as_svg_and_png(smoke_run):
     work, config = smoke_run
-    fig = work / "results/figures/digits"
+    fig = work / "results/figures"  # flat: results/figures/{dataset}-{figure}.{svg,png}
     names = ["label_gap", "accuracy_vs_cost", "prdc", "tsne_overview", "teacher_student"]
-    names += [f"accuracy_vs_ipc/{p}/{s}" for p in config["protocols"] for s in config["students"]]
+    names += [f"accuracy_vs_ipc-{p}-{s}" for p in config["protocols"] for s in config["students"]]
     for name in names:
-        assert "<svg" in (fig / f"{name}.svg").read_text()[:2000]
-        w, h = _png_size(fig / f"{name}.png")
+        assert "<svg" in (fig / f"digits-{name}.svg").read_text()[:2000]
+        w, h = _png_size(fig / f"digits-{name}.png")
         assert w > 200 and h > 100
+    assert {p.name for p in fig.glob("*.svg")} == {f"digits-{n}.svg" for n in names}
     sets = _condensed_sets(config)
-    assert sorted(p.name for p in (fig / "galleries").glob("*.png")) == sorted(
+    assert sorted(p.name for p in (fig / "digits-galleries").glob("*.png")) == sorted(
         f"{m}_ipc{i}_s{s}.png" for m, i, s in sets
     )
-    assert len(list((fig / "tsne").glob("*.png"))) == len(config["methods"]) * len(config["ipcs"])
-    assert not (fig / "budget_curves.png").exists()  # smoke.yaml sweeps no full_epochs budget
+    n_tsne = len(list((fig / "digits-tsne").glob("*.png")))
+    assert n_tsne == len(config["methods"]) * len(config["ipcs"])
+    assert not (fig / "digits-budget_curves.png").exists()  # smoke.yaml sweeps no budget
 
 
 @pytest.mark.workflow

@@ -356,6 +356,7 @@ def plot_tsne(
     overview_svg=None,
     overview_png=None,
     n_jobs: int | None = None,
+    max_real: int = TSNE_MAX_REAL,
 ) -> list[Path]:
     """t-SNE per IPC (real subsample + every method's set of that IPC): one panel file per set and an overview grid."""
     out_dir = Path(out_dir)
@@ -368,7 +369,9 @@ def plot_tsne(
     written = []
     for j, ipc in enumerate(ipcs):
         group = {m: sets[(m, i)] for (m, i) in sets if i == ipc}
-        real_xy, real_lab, placed = tsne_layout(real_feats, real_labels, group, n_jobs=n_jobs)
+        real_xy, real_lab, placed = tsne_layout(
+            real_feats, real_labels, group, max_real=max_real, n_jobs=n_jobs
+        )
         for i, method in enumerate(methods):
             ax = axes[i, j]
             if method not in placed:
