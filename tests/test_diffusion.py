@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import run_snakemake
+
 from ddbench.config import ConfigError, validate_config
 from ddbench.datasets import ImageData
 from ddbench.diffusion import build_prior, drop_labels, load_prior, train_unet_prior
