@@ -197,7 +197,10 @@ def compute_patch_scores(data, prior, teacher, name: str, spec: dict, *, device=
 
     rng = np.random.default_rng(seed)
     chosen = np.concatenate(
-        [np.sort(rng.permutation(idx)[: int(p["max_images_per_class"])]) for idx in data.class_indices()]
+        [
+            np.sort(rng.permutation(idx)[: int(p["max_images_per_class"])])
+            for idx in data.class_indices()
+        ]
     )
     size = data.image_size
     boxes = np.stack([sample_boxes(rng, size, n_patches, tuple(p["scale"])) for _ in chosen])
@@ -359,7 +362,15 @@ def load_clusters(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with open_h5(path, "clusters") as f:
         out = {
             k: read_array(f, k)
-            for k in ("rows", "patches", "labels", "assignments", "centroids", "distances", "n_clusters")
+            for k in (
+                "rows",
+                "patches",
+                "labels",
+                "assignments",
+                "centroids",
+                "distances",
+                "n_clusters",
+            )
         }
     m = len(out["rows"])
     if any(len(out[k]) != m for k in ("patches", "labels", "assignments", "distances")):

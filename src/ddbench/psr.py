@@ -116,7 +116,10 @@ def sample_pool(prior, num_classes: int, spec: dict, *, batch_size: int = 64) ->
             y = torch.full((len(z),), c, dtype=torch.long, device=prior.device)
             with torch.no_grad():
                 x0 = prior.sample(
-                    y, steps=int(spec["steps"]), guidance_scale=float(spec["guidance_scale"]), noise=z
+                    y,
+                    steps=int(spec["steps"]),
+                    guidance_scale=float(spec["guidance_scale"]),
+                    noise=z,
                 )
                 img = prior.decode(x0).clamp(0, 1)
             images.append(img.float().cpu().numpy())
@@ -269,7 +272,7 @@ def refine_latents(
         total, kl, _ = loss_terms()
         total.backward()
         opt.step()
-        history.append((float(total), float(kl)))
+        history.append((float(total.detach()), float(kl.detach())))
     with torch.no_grad():
         total, kl, x = loss_terms()
     history.append((float(total), float(kl)))

@@ -71,7 +71,9 @@ class DDPS(Method):
             cpath = ctx.extras["clusters_path"]
             cl = load_clusters(cpath)
             if not (np.array_equal(cl["rows"], rows) and np.array_equal(cl["patches"], patches)):
-                raise DataFileError(f"{cpath}: clusters were made from another scorer file than {path}")
+                raise DataFileError(
+                    f"{cpath}: clusters were made from another scorer file than {path}"
+                )
             assign, dist = cl["assignments"], cl["distances"]
         p = self.params
         factor = int(p.get("factor", 2)) if ipc <= int(p.get("mosaic_max_ipc", 10)) else 1
@@ -129,7 +131,12 @@ class PSR(Method):
         "properties": {
             "prior": {"type": "string", "description": "a configured prior"},
             "teacher": {"type": "string", "description": "selection, refinement and soft labels"},
-            "m": {"type": "integer", "minimum": 1, "default": 4, "description": "pool = m x max_ipc per class"},
+            "m": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 4,
+                "description": "pool = m x max_ipc per class",
+            },
             "max_ipc": {
                 "type": ["integer", "null"],
                 "minimum": 1,
@@ -139,7 +146,11 @@ class PSR(Method):
             "guidance_scale": {"type": "number", "minimum": 0, "default": 2.0},
             "steps": {"type": "integer", "minimum": 1, "default": 25, "description": "DDIM steps"},
             "pool_seed": {"type": "integer", "minimum": 0, "default": 0},
-            "selection": {"type": "string", "enum": ["criterion", "random", "first"], "default": "criterion"},
+            "selection": {
+                "type": "string",
+                "enum": ["criterion", "random", "first"],
+                "default": "criterion",
+            },
             "informativeness": {
                 "type": "string",
                 "enum": ["confidence", "entropy", "loss"],
@@ -149,7 +160,12 @@ class PSR(Method):
             "info_weight": {"type": "number", "minimum": 0, "default": 1.0},
             "refine_steps": {"type": "integer", "minimum": 0, "default": 10},
             "refine_lr": {"type": "number", "exclusiveMinimum": 0, "default": 0.05},
-            "proximity": {"type": "number", "minimum": 0, "default": 0.1, "description": "lambda of ||z - z0||^2"},
+            "proximity": {
+                "type": "number",
+                "minimum": 0,
+                "default": 0.1,
+                "description": "lambda of ||z - z0||^2",
+            },
             "temperature": {"type": "number", "exclusiveMinimum": 0, "default": 4.0},
             "label_mix": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
             "batch_size": {"type": "integer", "minimum": 1, "default": 50},
