@@ -6,6 +6,7 @@ The heavy side (training, loading, sampling) lives in `ddbench.diffusion`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -59,6 +60,22 @@ def sd_fingerprint(path: str | os.PathLike) -> dict:
         "n_files": len(files),
         "total_bytes": sum(files.values()),
     }
+
+
+def prior_spec_param(config: dict):
+    """The `params.spec` function of rule train_prior: the prior's spec as JSON.
+
+    A Stable Diffusion source's fingerprint joins the spec, so a changed folder reruns the
+    prior and everything built from it.
+    """
+
+    def spec(wildcards) -> str:
+        value = dict(config["priors"][wildcards.prior])
+        if value["kind"] == "stable_diffusion":
+            value["source_fingerprint"] = sd_fingerprint(value["path"])
+        return json.dumps(value, sort_keys=True)
+
+    return spec
 
 
 def class_prompt(template: str, class_name: str) -> str:
