@@ -22,6 +22,7 @@ from ddbench.h5io import DataFileError
 from ddbench.methods import Context, get_method_class
 from ddbench.sources import _load_digits
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY_UNET = {
     "kind": "unet",
     "block_out_channels": [16, 32],
@@ -248,6 +249,17 @@ def test_stable_diffusion_source_checks(sd_folder, sd_prior_dir, digits, tmp_pat
     (moved / "prior.json").write_text(json.dumps(info))
     with pytest.raises(DataFileError, match="unusable"):
         load_prior(moved)
+
+
+def test_stable_diffusion_example_config_validates(sd_folder):
+    config = yaml.safe_load((ROOT / "config/examples/stable_diffusion.yaml").read_text())
+    config["priors"]["sd"]["path"] = str(sd_folder)
+    validate_config(config, check_sources=True)
+    assert config["priors"]["sd"]["resolution"] is None  # schema default filled in
+    assert {m["prior"] for m in config["methods"].values() if m["kind"] == "gen"} == {
+        "unet_small",
+        "sd",
+    }
 
 
 # --------------------------------------------------------------------------- config
