@@ -29,7 +29,9 @@ container: config_container()
 
 include: "rules/data.smk"
 include: "rules/teachers.smk"
+include: "rules/priors.smk"
 include: "rules/scores.smk"
+include: "rules/diffsel.smk"
 include: "rules/condense.smk"
 include: "rules/evaluate.smk"
 include: "rules/quality.smk"

@@ -38,6 +38,9 @@ wildcard_constraints:
     student="[A-Za-z0-9_]+",
     ipc="\d+",
     seed="\d+",
+    extractor="[A-Za-z0-9_]+",
+    k="\d+",
+    pool="[A-Za-z0-9_]+",
 
 
 def config_container():
@@ -75,10 +78,18 @@ def scorer_spec(wildcards):
 
 
 def scorer_inputs(wildcards):
-    """The dataset, plus the scoring teacher for crop scorers."""
+    """The dataset, plus the scoring teacher (crops, ddps) and the prior (ddps)."""
     inputs = {"dataset": f"resources/datasets/{wildcards.dataset}.h5"}
     spec = config["scorers"][wildcards.scorer]
     if spec["kind"] == "crops":
+        inputs["teacher"] = f"results/{wildcards.dataset}/teachers/{spec['teacher']}.pt"
+    elif spec["kind"] == "ddps":
+        if spec.get("prior") not in config.get("priors", {}):
+            raise WorkflowError(
+                f"config error at scorers.{wildcards.scorer}.prior: {spec.get('prior')!r} "
+                "is not a configured prior"
+            )
+        inputs["prior"] = f"results/{wildcards.dataset}/priors/{spec['prior']}"
         inputs["teacher"] = f"results/{wildcards.dataset}/teachers/{spec['teacher']}.pt"
     return inputs
 
@@ -117,7 +128,107 @@ def method_inputs(wildcards):
             inputs["crops"] = f"results/{ds}/scores/{name}.h5"
         elif need == "prior":
             inputs["prior"] = f"results/{ds}/priors/{name}"
+        elif need == "patches":
+            check_scorer(wildcards.method, name, "ddps")
+            inputs["patches"] = f"results/{ds}/scores/{name}.h5"
+        elif need == "clusters":
+            inputs["clusters"] = f"results/{ds}/clusters/{name}.h5"
+    if "pool" in method.requires:
+        inputs["pool"] = f"results/{ds}/pools/{method_pool(wildcards.method)}.h5"
     return inputs
+
+
+# ---------------------------------------------------------------- diffusion-driven selection
+def check_scorer(method, scorer, kind):
+    """A method's scorer must be configured and of the kind the method reads."""
+    spec = config["scorers"].get(scorer)
+    if spec is None or spec["kind"] != kind:
+        got = "not configured" if spec is None else f"of kind {spec['kind']!r}"
+        raise WorkflowError(
+            f"config error at methods.{method}.scorer: scorer {scorer!r} is {got}; "
+            f"this method needs a {kind!r} scorer"
+        )
+
+
+def method_pool(method):
+    """File name of the sample pool a pool-reading method (psr) uses."""
+    return method_object(method).pool_name(max(config["ipcs"]))
+
+
+@memo
+def pool_table():
+    """Pool name -> the pool-defining parameters, over every configured pool-reading method."""
+    table = {}
+    for name in config["methods"]:
+        m = method_object(name)
+        if "pool" in m.requires:
+            spec = m.pool_params(max(config["ipcs"]))
+            table[m.pool_name(max(config["ipcs"]))] = spec
+    return list(table.items())
+
+
+def pool_definition(wildcards):
+    table = dict(pool_table())
+    if wildcards.pool not in table:
+        raise WorkflowError(f"no configured method uses the pool {wildcards.pool!r}")
+    return table[wildcards.pool]
+
+
+def pool_inputs(wildcards):
+    spec = pool_definition(wildcards)
+    if spec["prior"] not in config.get("priors", {}):
+        raise WorkflowError(
+            f"config error: pool {wildcards.pool} names prior {spec['prior']!r}, which is not "
+            "a configured prior"
+        )
+    return {
+        "dataset": f"resources/datasets/{wildcards.dataset}.h5",
+        "prior": f"results/{wildcards.dataset}/priors/{spec['prior']}",
+    }
+
+
+def pool_spec_json(wildcards):
+    return as_json(pool_definition(wildcards))
+
+
+@memo
+def cluster_table():
+    """Clusters target name (`{extractor}-k{k}`) -> what to cluster, over every ddps method."""
+    table = {}
+    for name in config["methods"]:
+        m = method_object(name)
+        if "clusters" not in m.requires or m.cluster_extractor() is None:
+            continue
+        scorer = m.params["scorer"]
+        check_scorer(name, scorer, "ddps")
+        table[m.input_names()["clusters"]] = {
+            "scorer": scorer,
+            "features": m.params.get("clustering", "dift"),
+            "k": int(m.params.get("k", 32)),
+            "seed": int(config["scorers"][scorer].get("seed", 0)),
+            "n_init": 4,
+        }
+    return list(table.items())
+
+
+def cluster_params(wildcards):
+    table = dict(cluster_table())
+    key = f"{wildcards.extractor}-k{wildcards.k}"
+    if key not in table:
+        raise WorkflowError(f"no configured ddps method uses the clusters {key!r}")
+    return table[key]
+
+
+def clusters_inputs(wildcards):
+    ds = wildcards.dataset
+    return {
+        "dataset": f"resources/datasets/{ds}.h5",
+        "scores": f"results/{ds}/scores/{cluster_params(wildcards)['scorer']}.h5",
+    }
+
+
+def clusters_spec_json(wildcards):
+    return as_json(cluster_params(wildcards))
 
 
 def protocol_spec(wildcards):

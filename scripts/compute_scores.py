@@ -1,4 +1,5 @@
-"""Snakemake adapter: an IPC-independent score target (training dynamics or teacher-scored crops)."""
+"""Snakemake adapter: an IPC-independent score target (training dynamics, teacher-scored crops,
+or ddps patch scores from a diffusion prior)."""
 
 import json
 import sys
@@ -17,6 +18,20 @@ if spec["kind"] == "crops":
     run_job(
         score_crops,
         smk.input.dataset,
+        smk.input.teacher,
+        smk.wildcards.scorer,
+        spec,
+        smk.output[0],
+        device=smk.params.device,
+        threads=smk.threads,
+    )
+elif spec["kind"] == "ddps":
+    from ddbench.ddps import score_patches
+
+    run_job(
+        score_patches,
+        smk.input.dataset,
+        smk.input.prior,
         smk.input.teacher,
         smk.wildcards.scorer,
         spec,

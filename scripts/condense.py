@@ -25,6 +25,9 @@ summary = run_method(
     prior=inp.get("prior"),
     external=inp.get("external"),
     crops=inp.get("crops"),
+    patches=inp.get("patches"),
+    clusters=inp.get("clusters"),
+    pool=inp.get("pool"),
     device=snakemake.params.device,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
 )

@@ -25,15 +25,21 @@ def run_method(
     prior: str | None = None,
     external: str | None = None,
     crops: str | None = None,
+    patches: str | None = None,
+    clusters: str | None = None,
+    pool: str | None = None,
     device: str = "auto",
     threads: int | None = None,
 ) -> dict:
     """Condense the dataset with method `name` (config `spec`) at `ipc`, seeded by `seed`.
 
-    `external` is the resolved file or folder of a method that reads a set made elsewhere.
+    `external` is the resolved file or folder of a method that reads a set made elsewhere;
+    `crops`, `patches`, `clusters` and `pool` are files the method reads itself (their paths
+    go to `ctx.extras` as `<name>_path`).
     """
     data = load_dataset(dataset_path)
-    extras = {"crops_path": crops} if crops else {}
+    files = {"crops": crops, "patches": patches, "clusters": clusters, "pool": pool}
+    extras = {f"{k}_path": str(v) for k, v in files.items() if v}
     params = {k: v for k, v in spec.items() if k != "kind"}
     method = get_method_class(spec["kind"])(**params)
     ctx = Context(data=data, dataset=data.name, device=device, extras=extras)

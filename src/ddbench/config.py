@@ -126,6 +126,7 @@ def validate_config(config: dict, *, check_sources: bool = True) -> dict:
     _check_unique(config)
     _check_students(config)
     _check_teachers(config)
+    _check_priors(config, check_sources)
     _check_methods(config)
     _check_protocols(config)
     _check_exclude(config)
@@ -168,6 +169,24 @@ def _check_teachers(config: dict) -> None:
             if "teacher" not in spec:
                 raise ConfigError(f"config error at scorers.{name}: a crops scorer needs `teacher`")
             _require(config, "teachers", spec["teacher"], f"scorers.{name}.teacher")
+
+
+def _check_priors(config: dict, check_sources: bool) -> None:
+    from .priors import PriorSourceError, check_prompt_template, check_sd_source, check_unet_shape
+
+    for name, spec in config["priors"].items():
+        try:
+            if spec["kind"] == "unet":
+                check_unet_shape(spec["block_out_channels"], spec["norm_groups"])
+            else:
+                check_prompt_template(spec["prompt_template"])
+        except ValueError as exc:
+            raise ConfigError(f"config error at priors.{name}.{exc}") from None
+        if spec["kind"] == "stable_diffusion" and check_sources:
+            try:
+                check_sd_source(spec["path"])
+            except PriorSourceError as exc:
+                raise ConfigError(f"config error at priors.{name}.path: {exc}") from None
 
 
 def _require(config: dict, section: str, value: str, where: str) -> None:

@@ -15,9 +15,11 @@ from .datasets import ImageData
 from .methods import CondensedSet, Context, Method, get_method_class
 
 # The inputs the workflow knows how to wire (rules/common.smk, method_inputs).
-KNOWN_INPUTS = frozenset({"teacher", "features", "scores", "crops", "prior", "external"})
+KNOWN_INPUTS = frozenset(
+    {"teacher", "features", "scores", "crops", "prior", "patches", "clusters", "pool", "external"}
+)
 # Inputs made by trained models: a kind needing one must be given `make_context`.
-MODEL_INPUTS = frozenset({"teacher", "crops", "prior"})
+MODEL_INPUTS = frozenset({"teacher", "crops", "prior", "patches", "clusters", "pool"})
 
 ContextFactory = Callable[[ImageData, int, int], Context]
 
@@ -109,8 +111,8 @@ def check_method(
     parameters only, `requires` within the inputs the workflow wires, exact class-balanced
     IPC, same set for the same seed, the dataset and parameters left unchanged, a valid
     float32 [n,C,H,W] set in [0,1], and an identical set after save and load. Kinds that
-    need a teacher, crops or prior pass `make_context(data, ipc, seed) -> Context`. Raises
-    `ConformanceError` naming the first broken check.
+    need a model-made input (MODEL_INPUTS) pass `make_context(data, ipc, seed) -> Context`.
+    Raises `ConformanceError` naming the first broken check.
     """
     params = {} if params is None else params
     data = tiny_dataset() if data is None else data
@@ -226,3 +228,32 @@ def check_method(
         "save/load round trip",
     ]
     return passed
+
+
+def tiny_unet_prior(
+    data: ImageData,
+    block_out_channels: Sequence[int] = (8, 16),
+    num_train_timesteps: int = 100,
+    seed: int = 0,
+):
+    """A real `unet` DiffusionPrior with a tiny randomly initialised UNet (tests of prior users)."""
+    import torch
+
+    from .diffusion import UNET_DEFAULTS, UNetPrior, build_scheduler, build_unet
+    from .priors import unet_padding
+
+    spec = {
+        **UNET_DEFAULTS,
+        "block_out_channels": list(block_out_channels),
+        "norm_groups": 4,
+        "num_train_timesteps": num_train_timesteps,
+    }
+    shape = (data.in_chans, data.image_size, data.image_size)
+    torch.manual_seed(seed)
+    unet = build_unet(spec, data.num_classes, shape)
+    info = {
+        "class_names": list(data.classes),
+        "image_shape": list(shape),
+        "pad": unet_padding(data.image_size, len(block_out_channels)),
+    }
+    return UNetPrior(unet, build_scheduler(spec), info, "cpu")

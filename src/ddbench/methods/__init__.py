@@ -1,6 +1,7 @@
 """Method registry; importing this package registers the built-in kinds (no torch needed)."""
 
-from . import coresets, external, patches, synthesis  # noqa: F401  (registers the built-in kinds)
+from . import coresets, external, generative, patches, synthesis  # noqa: F401  (registers the built-in kinds)
+from . import diffsel  # noqa: F401  (ddps, psr: selection with a diffusion prior)
 from .base import (
     METHODS,
     CondensedSet,

@@ -77,8 +77,9 @@ class Method:
     """Base class: `__init__` stores parameters; `condense` builds a CondensedSet."""
 
     kind: ClassVar[str] = ""
-    # Which IPC-independent inputs the workflow must wire: subset of
-    # {"teacher", "features", "scores", "crops", "prior"}; the parameter naming each is given below.
+    # Which IPC-independent inputs the workflow must wire: subset of {"teacher", "features",
+    # "scores", "crops", "prior", "patches", "clusters", "pool", "external"}; `input_names` gives
+    # the configured name behind each (a kind with clusters or pool inputs overrides it).
     requires: ClassVar[frozenset[str]] = frozenset()
     # JSON schema of the parameters (without `kind`), checked at config time.
     param_schema: ClassVar[dict] = {
@@ -91,7 +92,7 @@ class Method:
         self.params = params
 
     def input_names(self) -> dict[str, str]:
-        """Names of the configured variants this method reads: teacher, features, scorer, prior."""
+        """Names of the configured variants this method reads (need -> name)."""
         out = {}
         if "teacher" in self.requires:
             out["teacher"] = self.params["teacher"]
@@ -103,6 +104,8 @@ class Method:
             out["crops"] = self.params["crops"]
         if "prior" in self.requires:
             out["prior"] = self.params["prior"]
+        if "patches" in self.requires:  # a patch scorer read by the method itself (kind ddps)
+            out["patches"] = self.params["scorer"]
         return out
 
     def check_params(self) -> None:

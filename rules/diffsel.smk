@@ -1,0 +1,47 @@
+# Diffusion-driven selection: IPC-independent targets of ddps (patch clusters) and psr (pool).
+# The ddps patch scores themselves are a scorer target (rules/scores.smk, kind ddps).
+
+
+rule cluster_patches:
+    input:
+        unpack(clusters_inputs),
+    output:
+        "results/{dataset}/clusters/{extractor}-k{k}.h5",
+    log:
+        "logs/{dataset}/clusters/{extractor}-k{k}.log",
+    benchmark:
+        "benchmarks/{dataset}/clusters/{extractor}-k{k}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(60),
+    params:
+        spec=clusters_spec_json,
+    script:
+        "../scripts/cluster_patches.py"
+
+
+rule generate_pool:
+    input:
+        unpack(pool_inputs),
+    output:
+        "results/{dataset}/pools/{pool}.h5",
+    log:
+        "logs/{dataset}/pools/{pool}.log",
+    benchmark:
+        "benchmarks/{dataset}/pools/{pool}.tsv"
+    priority: 40
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=scaled(6000),
+        runtime=scaled(240),
+        gpu=1 if config["device"] != "cpu" else 0,
+    params:
+        spec=pool_spec_json,
+        device=config["device"],
+    script:
+        "../scripts/generate_pool.py"
