@@ -16,6 +16,7 @@ from ddbench.datasets import ImageData
 from ddbench.h5io import DataFileError, config_sha256, read_attrs, write_h5
 from ddbench.methods import CondensedSet, Context, Method, get_method_class, list_methods
 from ddbench.selection import herding_order
+from ddbench.testing import KNOWN_INPUTS
 
 KINDS = list_methods()
 SUPPORTED_INPUTS = {"features", "scores", "crops"}
@@ -206,7 +207,7 @@ def test_init_only_stores_params(kind: str) -> None:
     method = get_method_class(kind)(**params)  # names of inputs that do not exist: no work done
     assert method.params == params
     assert method.kind == kind
-    assert set(method.input_names()) <= {"teacher", "features", "scores", "crops", "prior"}
+    assert set(method.input_names()) <= KNOWN_INPUTS
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -107,9 +107,11 @@ def test_accuracy_table_marks_cells_whose_provenance_does_not_match(smoke_run, t
     assert bad["provenance_issues"].str.contains("other protocol/student parameters").sum() == (
         hl_cells.sum()
     )
-    assert bad[bad["method"] == "el2n_easy"]["provenance_issues"].str.contains(
-        "other method parameters"
-    ).all()
+    assert (
+        bad[bad["method"] == "el2n_easy"]["provenance_issues"]
+        .str.contains("other method parameters")
+        .all()
+    )
     assert md.count("†") == len(bad) + 1  # every mismatching cell, plus the note
 
     # a condensed set replaced after its evaluations ran

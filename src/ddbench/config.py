@@ -163,7 +163,9 @@ def _check_teachers(config: dict) -> None:
     for name, spec in config["scorers"].items():
         if spec["kind"] == "dynamics":
             if "model" not in spec:
-                raise ConfigError(f"config error at scorers.{name}: a dynamics scorer needs `model`")
+                raise ConfigError(
+                    f"config error at scorers.{name}: a dynamics scorer needs `model`"
+                )
             _check_model(f"scorers.{name}.model", spec["model"])
         else:
             if "teacher" not in spec:
@@ -222,6 +224,7 @@ def _check_methods(config: dict) -> None:
             "features": "teachers",
             "scores": "scorers",
             "crops": "scorers",
+            "patches": "scorers",
             "prior": "priors",
         }
         param_of = {
@@ -229,14 +232,15 @@ def _check_methods(config: dict) -> None:
             "features": "features",
             "scores": "scorer",
             "crops": "crops",
+            "patches": "scorer",
             "prior": "prior",
         }
         for need, ref in method.input_names().items():
             if need not in section_of:
                 continue  # e.g. `external`: a file, checked when the job runs
             _require(config, section_of[need], ref, f"methods.{name}.{param_of[need]}")
-            if need in ("scores", "crops"):
-                want = "dynamics" if need == "scores" else "crops"
+            if need in ("scores", "crops", "patches"):
+                want = {"scores": "dynamics", "crops": "crops", "patches": "ddps"}[need]
                 got = config["scorers"][ref]["kind"]
                 if got != want:
                     raise ConfigError(

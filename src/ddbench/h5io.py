@@ -21,6 +21,7 @@ FORMATS = {
     "scores": "ddbench.scores/1",
     "features": "ddbench.features/1",
     "clusters": "ddbench.clusters/1",
+    "pool": "ddbench.pool/1",
 }
 
 

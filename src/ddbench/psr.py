@@ -34,9 +34,7 @@ import sys
 
 import numpy as np
 
-from .h5io import FORMATS, DataFileError, open_h5, read_array, write_h5
-
-FORMATS.setdefault("pool", "ddbench.pool/1")
+from .h5io import DataFileError, open_h5, read_array, write_h5
 
 POOL_KEYS = ("prior", "m", "max_ipc", "guidance_scale", "steps", "pool_seed")
 

@@ -1,7 +1,13 @@
 """Method registry; importing this package registers the built-in kinds (no torch needed)."""
 
-from . import coresets, external, generative, patches, synthesis  # noqa: F401  (registers the built-in kinds)
-from . import diffsel  # noqa: F401  (ddps, psr: selection with a diffusion prior)
+from . import (  # noqa: F401  (registers the built-in kinds)
+    coresets,
+    diffsel,  # noqa: F401  (ddps, psr: selection with a diffusion prior)
+    external,
+    generative,
+    patches,
+    synthesis,
+)
 from .base import (
     METHODS,
     CondensedSet,
