@@ -579,3 +579,30 @@ def test_random_mutations_raise_only_config_error(mutations: list[tuple]) -> Non
         validate_config(config)
     except ConfigError as exc:
         assert str(exc).startswith("config error at "), str(exc)
+
+
+SHIPPED = sorted(
+    p
+    for pattern in ("*.yaml", "studies/*.yaml")
+    for p in (SMOKE_PATH.parent).glob(pattern)
+)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(SMOKE_PATH.parent)))
+def test_every_shipped_config_validates_and_has_a_grid(path: Path) -> None:
+    """The configs users start from are valid (data folders aside: checked on their machines)."""
+    config = validate_config(yaml.safe_load(path.read_text()), check_sources=False)
+    cells = grid(config)
+    assert cells, f"{path} has an empty grid"
+    used = {c["method"] for c in cells}
+    assert used == set(config["methods"]), f"{path}: methods outside the grid: {set(config['methods']) - used}"
+
+
+def test_default_and_paper_configs_name_every_method_family() -> None:
+    """The default grid and the paper grid carry the patch and diffusion methods too."""
+    for name in ("config.yaml", "paper.yaml"):
+        config = validate_config(
+            yaml.safe_load((SMOKE_PATH.parent / name).read_text()), check_sources=False
+        )
+        kinds = {spec["kind"] for spec in config["methods"].values()}
+        assert {"random", "herding", "kcenter", "el2n", "forgetting", "rded", "ddps", "gen", "psr"} <= kinds, name

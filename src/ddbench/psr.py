@@ -245,6 +245,8 @@ def refine_latents(
     import torch.nn.functional as F
     from tqdm import tqdm
 
+    from .optim import Adam
+
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -254,7 +256,7 @@ def refine_latents(
         p0 = F.softmax(teacher(render(prior, z0, labels, **kw)) / T, dim=1)
         target = (1 - label_mix) * p0 + label_mix * F.one_hot(labels, num_classes).float()
     z = z0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
+    opt = Adam([z], lr=lr)  # the project's bit-exact Adam: no torch._dynamo import
     dim = float(np.prod(z0.shape[1:]))
     history = []
 
