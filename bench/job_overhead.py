@@ -21,8 +21,9 @@ STAGES = {
     "record_dynamics": "ddbench.dynamics",
     "evaluate": "ddbench.evaluate",
     "accuracy_table": "ddbench.tables",
+    "train_prior / gen / ddps / psr": "ddbench.condense, ddbench.methods, ddbench.diffusion, ddbench.ddps, ddbench.psr",
 }
-PROBE = "import snakemake.script, {mods}; import sys; print(','.join(m for m in ('torch','timm','diffusers','sklearn') if m in sys.modules))"
+PROBE = "import snakemake.script, {mods}; import sys; print(','.join(m for m in ('torch','timm','diffusers','transformers','sklearn') if m in sys.modules))"
 
 
 def time_import(mods: str) -> tuple[float, str]:

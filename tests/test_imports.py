@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-HEAVY = ("timm", "diffusers")
+HEAVY = ("timm", "diffusers", "transformers")
 
 
 def loaded_after(modules: str) -> set[str]:
@@ -29,9 +29,16 @@ def test_stage_modules_do_not_import_timm_or_diffusers(modules):
     assert not loaded & set(HEAVY), f"{modules} loads {loaded & set(HEAVY)}"
 
 
+def test_unet_prior_jobs_do_not_import_transformers():
+    # only a Stable Diffusion prior needs the text encoder
+    loaded = loaded_after("ddbench.diffusion, ddbench.ddps, ddbench.psr, ddbench.methods")
+    assert "transformers" not in loaded
+
+
 def test_workflow_parse_and_coreset_selection_do_not_import_torch():
     # rules/common.smk imports these on every parse; coreset selection needs no torch either
     loaded = loaded_after(
-        "ddbench.config, ddbench.methods, ddbench.protocols, ddbench.condense, ddbench.tables"
+        "ddbench.config, ddbench.methods, ddbench.protocols, ddbench.condense, ddbench.tables,"
+        " ddbench.priors"
     )
     assert "torch" not in loaded
