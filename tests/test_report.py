@@ -361,3 +361,13 @@ def test_report_html_and_zip_show_the_five_categories_in_chromium(smoke_run, tmp
     ).stdout  # fmt: skip
     for category in CATEGORIES:
         assert f">{category}<" in dom, category
+
+
+def test_identical_values_across_seeds_print_a_zero_std():
+    from ddbench.tables import _cell_text
+
+    values = [0.1, 0.1, 0.1]
+    std = float(np.std(values, ddof=1))  # floating-point noise, not 0 exactly in general
+    assert _cell_text(0.1, 1.7e-17, 3, " ± ") == "0.100 ± 0.000"
+    assert _cell_text(0.1, std, 3, " ± ") == "0.100 ± 0.000"
+    assert _cell_text(0.1, 0.0004, 3, " ± ") == "0.100 ± 4.000e-04"  # a real small spread stays

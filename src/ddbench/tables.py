@@ -249,6 +249,8 @@ def _cell_text(mean, std, digits: int, pm: str) -> str:
     m = _fmt_num(mean, digits)
     if not m:
         return ""
+    if std is not None and not pd.isna(std) and abs(float(std)) <= 1e-9 * max(1.0, abs(float(mean))):
+        std = 0.0  # identical values across seeds: rounding noise of the std, not a spread
     s = _fmt_num(std, digits) if std is not None else ""
     return f"{m}{pm}{s}" if s else m
 
