@@ -103,7 +103,7 @@ def stand_in_config(config: dict, data: Path) -> tuple[dict, int]:
 
 def snakemake(work: Path, config: Path, *args: str) -> tuple[float, str]:
     cmd = [*SNAKEMAKE, "--directory", str(work), "--configfile", str(config)]
-    cmd += ["--workflow-profile", "none", "--cores", "2", *args]
+    cmd += ["--workflow-profile", "none", "--replace-workflow-config", "--cores", "2", *args]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     elapsed = time.perf_counter() - start

@@ -120,12 +120,12 @@ CATALOGUE: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ),
     (
         "protocol_unknown_teacher",
-        _set("protocols", "sl", "teachers", value=["nope"]),
-        ("protocols.sl.teachers[0]", "'nope'"),
+        _set("protocols", "slkd", "teachers", value=["nope"]),
+        ("protocols.slkd.teachers[0]", "'nope'"),
     ),
     (
         "sl_without_teachers",
-        _delete("protocols", "sl", "teachers"),
+        _set("protocols", "sl", value={"preset": "sl", "epochs": 1}),  # no teachers listed
         ("protocols.sl.teachers", "'sl'"),
     ),
     (
@@ -375,7 +375,7 @@ def _axes(config: dict) -> list[list]:
 def test_grid_is_the_full_product_of_the_axes() -> None:
     config = validate_config(smoke())
     cells = list(grid(config))
-    assert len(cells) == math.prod(len(a) for a in _axes(config)) == 1 * 2 * 5 * 4 * 1 * 1
+    assert len(cells) == math.prod(len(a) for a in _axes(config)) == 1 * 2 * 4 * 3 * 1 * 1
     assert all(tuple(cell) == GRID_KEYS for cell in cells)
     as_tuples = [tuple(cell[k] for k in GRID_KEYS) for cell in cells]
     assert len(set(as_tuples)) == len(as_tuples)
@@ -387,7 +387,7 @@ def test_grid_size_with_more_seeds_and_students() -> None:
     config["seeds"] = [0, 1, 2]
     config["students"]["convnet_bn"] = {"model": "convnet-d2-w16-bn"}
     validate_config(config)
-    assert len(list(grid(config))) == 2 * 5 * 4 * 2 * 3
+    assert len(list(grid(config))) == 2 * 4 * 3 * 2 * 3
 
 
 def test_exclude_removes_exactly_the_matching_cells() -> None:
@@ -403,8 +403,8 @@ def test_exclude_removes_exactly_the_matching_cells() -> None:
     full = [dict(zip(GRID_KEYS, t, strict=True)) for t in itertools.product(*_axes(config))]
     expected = [tuple(c[k] for k in GRID_KEYS) for c in full if not matches(c)]
     assert kept == expected
-    # 40 cells - 8 herding - 5 (ipc 5, mt) + 1 counted twice
-    assert len(kept) == 40 - 8 - 5 + 1
+    # 24 cells - 6 herding - 4 (ipc 5, mt) + 1 counted twice
+    assert len(kept) == 24 - 6 - 4 + 1
     assert all(excluded(config, c) for c in full if matches(c))
     assert not any(excluded(config, dict(zip(GRID_KEYS, t, strict=True))) for t in kept)
 
@@ -416,7 +416,7 @@ def test_exclude_rule_needs_every_key_to_match() -> None:
     assert excluded(config, {"method": "random", "seed": 0, "student": "convnet", "ipc": 1})
     assert not excluded(config, {"method": "random", "seed": 1, "student": "convnet"})
     assert not excluded(config, {"method": "herding", "seed": 0, "student": "convnet"})
-    assert len(list(grid(config))) == 40 - 2 * 4
+    assert len(list(grid(config))) == 24 - 2 * 3
 
 
 # --------------------------------------------------------------------------- load_config
@@ -426,7 +426,7 @@ def test_load_config_reads_and_validates_the_smoke_file() -> None:
     config = load_config(SMOKE_PATH)
     assert config["exclude"] == []
     assert config["reference"]["enabled"] is True
-    assert len(list(grid(config))) == 40
+    assert len(list(grid(config))) == 24  # 2 IPCs x 4 methods x 3 protocols
 
 
 def test_load_config_missing_file(tmp_path: Path) -> None:

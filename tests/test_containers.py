@@ -49,7 +49,8 @@ def containerized(tmp_path_factory) -> dict:
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--containerize", "dockerfile"]
-        + ["--configfile", "config/smoke.yaml", "--workflow-profile", "none"],
+        + ["--configfile", "config/smoke.yaml", "--workflow-profile", "none"]
+        + ["--replace-workflow-config"],  # no profile: keep config/config.yaml out of it
         capture_output=True,
         text=True,
         cwd=ROOT,
