@@ -171,6 +171,11 @@ def main() -> None:
     parser.add_argument("--config", default="config/paper.yaml")
     parser.add_argument("--workdir", help="keep data and outputs here (default: a temp folder)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each step")
+    parser.add_argument(
+        "--per-seed-jobs",
+        action="store_true",
+        help="one evaluation job per seed (group_seeds: false) instead of the config's choice",
+    )
     parser.add_argument("--materialize", nargs=2, metavar=("CONFIG", "WORKDIR"), help="internal")
     args = parser.parse_args()
     if args.materialize:
@@ -184,6 +189,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     config, files = stand_in_config(yaml.safe_load((ROOT / args.config).read_text()), data)
+    if args.per_seed_jobs:
+        config["group_seeds"] = False
+    grouped = config.get("group_seeds", False)
+    print(f"evaluation jobs: {'one per cell, every seed' if grouped else 'one per seed'}")
     cfg = base / "paper.yaml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     print(f"stand-in data: {files} image files (hard links) in {time.perf_counter() - t0:.1f} s")

@@ -1,4 +1,5 @@
 # Grid, wildcard constraints and input functions. No torch here: every job re-parses this file.
+import functools
 import json
 
 from ddbench.config import ConfigError, excluded, grid, method_params, validate_config
@@ -231,18 +232,23 @@ def clusters_spec_json(wildcards):
     return as_json(cluster_params(wildcards))
 
 
+@functools.cache
+def resolved_protocol(name):
+    """The resolved protocol of a configured name, once per parse (every evaluation asks)."""
+    return resolve_protocol(name, config["protocols"][name])
+
+
+@functools.cache
+def protocol_json(name):
+    return as_json(resolved_protocol(name).to_dict())
+
+
 def protocol_spec(wildcards):
-    return as_json(
-        resolve_protocol(
-            wildcards.protocol, config["protocols"][wildcards.protocol]
-        ).to_dict()
-    )
+    return protocol_json(wildcards.protocol)
 
 
 def protocol_teachers(wildcards):
-    names = resolve_protocol(
-        wildcards.protocol, config["protocols"][wildcards.protocol]
-    ).teachers
+    names = resolved_protocol(wildcards.protocol).teachers
     return [f"results/{wildcards.dataset}/teachers/{t}.pt" for t in names]
 
 
@@ -258,6 +264,23 @@ def evaluate_inputs(wildcards):
     }
 
 
+def evaluate_seeds_inputs(wildcards):
+    """Grouped evaluation (`group_seeds`): the condensed set of every seed of the cell."""
+    return {
+        "dataset": f"resources/datasets/{wildcards.dataset}.h5",
+        "condensed": [
+            f"results/{wildcards.dataset}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{s}.h5"
+            for s in config["seeds"]
+        ],
+        "teachers": protocol_teachers(wildcards),
+    }
+
+
+def seed_files(pattern):
+    """One path per configured seed: `pattern` with `{seed}` filled, other wildcards kept."""
+    return [pattern.replace("{seed}", str(s)) for s in config["seeds"]]
+
+
 def reference_inputs(wildcards):
     return {
         "dataset": f"resources/datasets/{wildcards.dataset}.h5",
@@ -270,9 +293,15 @@ def reference_epochs(wildcards):
 
 
 def checkpoint_path(wildcards, output):
-    """Where the student checkpoint goes when the protocol keeps it ('' = not kept)."""
+    """Where the student checkpoint goes when the protocol keeps it ('' = not kept).
+
+    A grouped evaluation (several metrics files) gets one path per seed, space-separated.
+    """
     keep = config["protocols"][wildcards.protocol].get("keep_checkpoint", False)
-    return str(output.metrics).replace(".json", ".pt") if keep else ""
+    if not keep:
+        return ""
+    metrics = [output.metrics] if isinstance(output.metrics, str) else output.metrics
+    return " ".join(str(m).replace(".json", ".pt") for m in metrics)
 
 
 # ---------------------------------------------------------------- targets
@@ -367,11 +396,26 @@ def quality_targets(dataset=None):
 
 def quality_inputs(wildcards):
     ds, teacher = wildcards.dataset, quality_teacher()
-    return {
+    inputs = {
         "dataset": f"resources/datasets/{ds}.h5",
         "features": f"results/{ds}/features/{teacher}.h5",
         "teacher": f"results/{ds}/teachers/{teacher}.pt",
-        "condensed": f"results/{ds}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{wildcards.seed}.h5",
+    }
+    if hasattr(wildcards, "seed"):
+        inputs["condensed"] = (
+            f"results/{ds}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{wildcards.seed}.h5"
+        )
+    return inputs
+
+
+def quality_seeds_inputs(wildcards):
+    """Grouped quality (`group_seeds`): the condensed set of every seed of the cell."""
+    ds = wildcards.dataset
+    return {
+        **quality_inputs(wildcards),
+        "condensed": seed_files(
+            f"results/{ds}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{{seed}}.h5"
+        ),
     }
 
 

@@ -17,19 +17,27 @@ spec = json.loads(smk.params.protocol)
 name = spec.pop("name")
 spec.pop("extra", None)
 protocol = resolve_protocol(name, spec)
-metrics = run_job(
-    evaluate_set,
-    smk.input.dataset,
-    smk.input.get("condensed"),
-    protocol,
-    smk.wildcards.student,
-    json.loads(smk.params.student),
-    int(smk.wildcards.seed),
-    list(smk.input.teachers),
-    smk.output.metrics,
-    checkpoint_out=smk.params.checkpoint or None,
-    reference_epochs=smk.params.get("reference_epochs"),
-    device=smk.params.device,
-    threads=smk.threads,
-)
-print(f"last-epoch test accuracy {metrics['accuracy']:.2f} %", file=sys.stderr)
+# one seed per job, or every seed of the cell in turn (`group_seeds`: lists, in seed order)
+seeds = smk.params.get("seeds") or [int(smk.wildcards.seed)]
+grouped = smk.params.get("seeds") is not None
+condensed = smk.input.get("condensed")
+sets = list(condensed) if grouped else [condensed]
+outputs = list(smk.output.metrics) if grouped else [smk.output.metrics]
+checkpoints = smk.params.checkpoint.split() or [None] * len(seeds)
+for seed, cset, out, ckpt in zip(seeds, sets, outputs, checkpoints, strict=True):
+    metrics = run_job(
+        evaluate_set,
+        smk.input.dataset,
+        cset,
+        protocol,
+        smk.wildcards.student,
+        json.loads(smk.params.student),
+        int(seed),
+        list(smk.input.teachers),
+        out,
+        checkpoint_out=ckpt,
+        reference_epochs=smk.params.get("reference_epochs"),
+        device=smk.params.device,
+        threads=smk.threads,
+    )
+    print(f"seed {seed}: last-epoch test accuracy {metrics['accuracy']:.2f} %", file=sys.stderr)

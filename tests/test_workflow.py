@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,29 @@ def test_bad_config_fails_before_any_job_and_names_the_key(smoke_run, tmp_path):
     assert "methods.herding.kind" in err and "herdingg" in err and "Traceback" not in err
     after = {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
     assert before == after  # nothing already computed was touched
+
+
+def test_grouped_seeds_write_the_same_files_as_per_seed_jobs(smoke_run, tmp_path):
+    """`group_seeds: true` evaluates every seed of a cell in one job, with identical results."""
+    work, config = smoke_run
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy, symlinks=True)
+    cfg = json.loads(json.dumps(config))
+    cfg.update(group_seeds=True, seeds=[0, 1], ipcs=[1])
+    cfg["methods"] = {"random": cfg["methods"]["random"]}
+    cfg["protocols"] = {"hl": cfg["protocols"]["hl"]}
+    path = tmp_path / "grouped.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cell = "results/digits/eval/hl/convnet/random/ipc1"
+    targets = [f"{cell}/s0.json", f"{cell}/s1.json"]
+    jobs = planned_jobs(smk(copy, path, "-n", *targets))
+    assert [r for r, _ in jobs if r.startswith("evaluate")] == ["evaluate_seeds"]
+    smk(copy, path, "--cores", "1", *targets)
+    per_seed = json.loads((work / f"{cell}/s0.json").read_text())
+    grouped = [json.loads((copy / t).read_text()) for t in targets]
+    assert [m["seed"] for m in grouped] == [0, 1]
+    for key in ("accuracy", "final_train_loss", "steps"):
+        assert grouped[0][key] == per_seed[key], key
+    assert grouped[1]["condensed_sha256"] != grouped[0]["condensed_sha256"]
+    log = (copy / "logs/digits/eval/hl/convnet/random/ipc1/seeds.log").read_text()
+    assert "seed 0:" in log and "seed 1:" in log
