@@ -19,6 +19,9 @@ every dataset `path` there. Then it times, in that working directory:
    "Nothing to be done".
 
 Steps 1 and 3 run --repeat times (default 3); the best and the worst are printed.
+
+config/paper.yaml sets `group_seeds: true` (one evaluation and one quality job per cell for all
+five seeds); `--per-seed-jobs` measures the same grid with one job per seed instead.
 """
 
 from __future__ import annotations
