@@ -268,10 +268,9 @@ def evaluate_seeds_inputs(wildcards):
     """Grouped evaluation (`group_seeds`): the condensed set of every seed of the cell."""
     return {
         "dataset": f"resources/datasets/{wildcards.dataset}.h5",
-        "condensed": [
-            f"results/{wildcards.dataset}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{s}.h5"
-            for s in config["seeds"]
-        ],
+        "condensed": seed_files(
+            f"results/{wildcards.dataset}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{{seed}}.h5"
+        ),
         "teachers": protocol_teachers(wildcards),
     }
 
@@ -394,27 +393,29 @@ def quality_targets(dataset=None):
     ]
 
 
-def quality_inputs(wildcards):
+def quality_real_inputs(wildcards):
+    """What quality compares a set with: the dataset and the quality teacher's features."""
     ds, teacher = wildcards.dataset, quality_teacher()
-    inputs = {
+    return {
         "dataset": f"resources/datasets/{ds}.h5",
         "features": f"results/{ds}/features/{teacher}.h5",
         "teacher": f"results/{ds}/teachers/{teacher}.pt",
     }
-    if hasattr(wildcards, "seed"):
-        inputs["condensed"] = (
-            f"results/{ds}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{wildcards.seed}.h5"
-        )
-    return inputs
+
+
+def quality_inputs(wildcards):
+    return {
+        **quality_real_inputs(wildcards),
+        "condensed": f"results/{wildcards.dataset}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{wildcards.seed}.h5",
+    }
 
 
 def quality_seeds_inputs(wildcards):
     """Grouped quality (`group_seeds`): the condensed set of every seed of the cell."""
-    ds = wildcards.dataset
     return {
-        **quality_inputs(wildcards),
+        **quality_real_inputs(wildcards),
         "condensed": seed_files(
-            f"results/{ds}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{{seed}}.h5"
+            f"results/{wildcards.dataset}/condensed/{wildcards.method}/ipc{wildcards.ipc}/s{{seed}}.h5"
         ),
     }
 

@@ -18,8 +18,8 @@ name = spec.pop("name")
 spec.pop("extra", None)
 protocol = resolve_protocol(name, spec)
 # one seed per job, or every seed of the cell in turn (`group_seeds`: lists, in seed order)
-seeds = smk.params.get("seeds") or [int(smk.wildcards.seed)]
 grouped = smk.params.get("seeds") is not None
+seeds = smk.params.seeds if grouped else [int(smk.wildcards.seed)]
 condensed = smk.input.get("condensed")
 sets = list(condensed) if grouped else [condensed]
 outputs = list(smk.output.metrics) if grouped else [smk.output.metrics]
