@@ -21,8 +21,7 @@ from .protocols import resolve_protocol
 GRID_KEYS = ("dataset", "ipc", "method", "protocol", "student", "seed")
 
 
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key path."""
+from .errors import ConfigError  # noqa: E402  (re-exported: `from ddbench.config import ConfigError`)
 
 
 def schema() -> dict:

@@ -34,8 +34,7 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-class DataFileError(ValueError):
-    """A file on disk is missing, corrupt or not what the reader expects."""
+from .errors import DataFileError  # noqa: E402  (re-exported for readers)
 
 
 def config_sha256(params: Any) -> str:

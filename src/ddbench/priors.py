@@ -12,6 +12,8 @@ from pathlib import Path
 
 PRIOR_FORMAT = "ddbench.prior/1"
 PRIOR_JSON = "prior.json"
+from .errors import SourceError  # noqa: E402
+
 SAMPLES_PNG = "samples.png"
 PRIOR_KINDS = ("unet", "stable_diffusion")
 # the StableDiffusionPipeline components a source folder must hold, each a subfolder
@@ -19,7 +21,7 @@ SD_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 DEFAULT_PROMPT = "an image of {class_name}"
 
 
-class PriorSourceError(ValueError):
+class PriorSourceError(SourceError):
     """A Stable Diffusion source folder is missing, incomplete or changed."""
 
 

@@ -32,12 +32,10 @@ def run_job(fn, *args, **kwargs):
     only bury that line, so the job prints `ERROR: <message>` and exits with status 1.
     Anything unexpected still raises with its traceback.
     """
-    from .config import ConfigError
-    from .h5io import DataFileError
-    from .sources import SourceError
+    from .errors import DdbenchError
 
     try:
         return fn(*args, **kwargs)
-    except (DataFileError, SourceError, ConfigError) as exc:
+    except DdbenchError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -88,8 +88,7 @@ class RawData:
         return len(self.classes)
 
 
-class SourceError(ValueError):
-    """A configured dataset source is missing, incomplete or not in the expected format."""
+from .errors import SourceError  # noqa: E402  (re-exported)
 
 
 # --------------------------------------------------------------------------- helpers
