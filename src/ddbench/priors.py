@@ -10,10 +10,10 @@ import json
 import os
 from pathlib import Path
 
+from .errors import SourceError
+
 PRIOR_FORMAT = "ddbench.prior/1"
 PRIOR_JSON = "prior.json"
-from .errors import SourceError  # noqa: E402
-
 SAMPLES_PNG = "samples.png"
 PRIOR_KINDS = ("unet", "stable_diffusion")
 # the StableDiffusionPipeline components a source folder must hold, each a subfolder
