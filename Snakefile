@@ -11,7 +11,8 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-# the workflow's own package, so jobs run the code of this checkout (also under --use-conda)
+# the workflow's own package plans the DAG (rules/common.smk imports it); every script puts
+# the same src/ first on its path, and ddbench.runinfo.start_job checks it ran that copy
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 

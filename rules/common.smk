@@ -2,13 +2,24 @@
 import functools
 import json
 
-from ddbench.config import ConfigError, excluded, grid, method_params, validate_config
+from ddbench.config import (
+    ConfigError,
+    check_config_files,
+    excluded,
+    grid,
+    method_params,
+    validate_config,
+)
 from ddbench.methods import get_method_class
 from ddbench.methods.external import external_inputs
 from ddbench.protocols import resolve_protocol
 
+# Every parse (jobs re-parse too): no data file is read. The main process also refuses
+# duplicate keys in the config files and `device: cuda` without a GPU (jobs may run elsewhere).
 try:
-    validate_config(config)
+    if workflow.is_main_process:
+        check_config_files(workflow.configfiles)
+    validate_config(config, read_sources=False, check_device=workflow.is_main_process)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -504,8 +515,14 @@ def gallery_inputs(wildcards):
     }
 
 
-def gallery_seeds(wildcards):
-    return [s for _, _, _, s in condensed_cells(wildcards.dataset)]
+def gallery_cells(wildcards):
+    """(method, ipc, seed) of each gallery input, so an unreadable set keeps its panel name."""
+    return [[m, i, s] for _, m, i, s in condensed_cells(wildcards.dataset)]
+
+
+def tsne_sets(wildcards):
+    """(method, ipc) of each t-SNE input, so an unreadable one keeps its name."""
+    return [[m, i] for m, i, _ in first_seed_sets(wildcards.dataset)]
 
 
 def teacher_student_study():

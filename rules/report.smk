@@ -341,6 +341,7 @@ rule figure_tsne:
         runtime=30,
     params:
         tsne_max_real=config["quality"]["tsne_max_real"],
+        sets=tsne_sets,
     script:
         "../scripts/figures.py"
 
@@ -366,7 +367,7 @@ rule figure_galleries:
         mem_mb=2000,
         runtime=20,
     params:
-        seeds=gallery_seeds,
+        cells=gallery_cells,
     script:
         "../scripts/figures.py"
 

@@ -1,24 +1,28 @@
 """Snakemake adapter: aggregate every evaluation into results/tables/accuracy.{csv,md,tex,html}."""
 
 import sys
+from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+from ddbench.runinfo import run_job, start_job  # noqa: E402
 
-from ddbench.runinfo import log_job_context  # noqa: E402
+smk = start_job(snakemake)  # noqa: F821
 
-log_job_context()
 
-import copy  # noqa: E402
+def main():
+    import copy
 
-from ddbench.config import validate_config  # noqa: E402
-from ddbench.tables import write_accuracy_table  # noqa: E402
+    from ddbench.config import validate_config
+    from ddbench.tables import write_accuracy_table
 
-smk = snakemake  # noqa: F821
-write_accuracy_table(
-    list(smk.input.metrics),
-    smk.output.csv,
-    smk.output.md,
-    smk.output.get("tex"),
-    smk.output.get("html"),
-    config=validate_config(copy.deepcopy(smk.config)),
-)
+    write_accuracy_table(
+        list(smk.input.metrics),
+        smk.output.csv,
+        smk.output.md,
+        smk.output.get("tex"),
+        smk.output.get("html"),
+        config=validate_config(copy.deepcopy(smk.config), read_sources=False, check_device=False),
+    )
+
+
+run_job(main)

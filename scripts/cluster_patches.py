@@ -1,23 +1,27 @@
 """Snakemake adapter: per-class k-means of a ddps scorer's kept patches (clusters target)."""
 
-import json
 import sys
+from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+from ddbench.runinfo import run_job, start_job  # noqa: E402
 
-from ddbench.runinfo import log_job_context, run_job  # noqa: E402
+smk = start_job(snakemake)  # noqa: F821
 
-log_job_context()
 
-from ddbench.ddps import cluster_patches  # noqa: E402
+def main():
+    import json
 
-smk = snakemake  # noqa: F821
-summary = run_job(
-    cluster_patches,
-    smk.input.scores,
-    smk.input.dataset,
-    f"{smk.wildcards.extractor}-k{smk.wildcards.k}",
-    json.loads(smk.params.spec),
-    smk.output[0],
-)
-print(json.dumps(summary), file=sys.stderr)
+    from ddbench.ddps import cluster_patches
+
+    summary = cluster_patches(
+        smk.input.scores,
+        smk.input.dataset,
+        f"{smk.wildcards.extractor}-k{smk.wildcards.k}",
+        json.loads(smk.params.spec),
+        smk.output[0],
+    )
+    print(json.dumps(summary), file=sys.stderr)
+
+
+run_job(main)

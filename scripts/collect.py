@@ -1,15 +1,19 @@
 """Snakemake adapter: gather one dataset's result files into one JSON-lines file."""
 
 import sys
+from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+from ddbench.runinfo import run_job, start_job  # noqa: E402
 
-from ddbench.runinfo import log_job_context  # noqa: E402
+smk = start_job(snakemake)  # noqa: F821
 
-log_job_context()
 
-from ddbench.tables import collect_results  # noqa: E402
+def main():
+    from ddbench.tables import collect_results
 
-smk = snakemake  # noqa: F821
-n = collect_results(list(smk.input), smk.output[0])
-print(f"collected {n} results into {smk.output[0]}", file=sys.stderr)
+    n = collect_results(list(smk.input), smk.output[0])
+    print(f"collected {n} results into {smk.output[0]}", file=sys.stderr)
+
+
+run_job(main)

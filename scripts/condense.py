@@ -1,34 +1,40 @@
 """Snakemake adapter: build one condensed set (method x IPC x seed)."""
 
-import json
 import sys
+from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+from ddbench.runinfo import run_job, start_job  # noqa: E402
 
-from ddbench.runinfo import log_job_context  # noqa: E402
+smk = start_job(snakemake)  # noqa: F821
 
-log_job_context()
 
-from ddbench.condense import run_method  # noqa: E402
+def main():
+    import json
 
-inp = snakemake.input  # noqa: F821
-summary = run_method(
-    inp.dataset,
-    snakemake.wildcards.method,  # noqa: F821
-    json.loads(snakemake.params.spec),  # noqa: F821
-    int(snakemake.wildcards.ipc),  # noqa: F821
-    int(snakemake.wildcards.seed),  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    features=inp.get("features"),
-    scores=inp.get("scores"),
-    teacher=inp.get("teacher"),
-    prior=inp.get("prior"),
-    external=inp.get("external"),
-    crops=inp.get("crops"),
-    patches=inp.get("patches"),
-    clusters=inp.get("clusters"),
-    pool=inp.get("pool"),
-    device=snakemake.params.device,  # noqa: F821
-    threads=snakemake.threads,  # noqa: F821
-)
-print(json.dumps(summary), file=sys.stderr)
+    from ddbench.condense import run_method
+
+    inp = smk.input
+    summary = run_method(
+        inp.dataset,
+        smk.wildcards.method,
+        json.loads(smk.params.spec),
+        int(smk.wildcards.ipc),
+        int(smk.wildcards.seed),
+        smk.output[0],
+        features=inp.get("features"),
+        scores=inp.get("scores"),
+        teacher=inp.get("teacher"),
+        prior=inp.get("prior"),
+        external=inp.get("external"),
+        crops=inp.get("crops"),
+        patches=inp.get("patches"),
+        clusters=inp.get("clusters"),
+        pool=inp.get("pool"),
+        device=smk.params.device,
+        threads=smk.threads,
+    )
+    print(json.dumps(summary), file=sys.stderr)
+
+
+run_job(main)

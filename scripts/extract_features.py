@@ -1,21 +1,25 @@
 """Snakemake adapter: embed the training split with a teacher (IPC-independent)."""
 
 import sys
+from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+from ddbench.runinfo import run_job, start_job  # noqa: E402
 
-from ddbench.runinfo import log_job_context, run_job  # noqa: E402
+smk = start_job(snakemake)  # noqa: F821
 
-log_job_context()
 
-from ddbench.features import extract_features  # noqa: E402
+def main():
+    from ddbench.features import extract_features
 
-run_job(
-    extract_features,
-    snakemake.input.dataset,  # noqa: F821
-    snakemake.input.teacher,  # noqa: F821
-    snakemake.wildcards.teacher,  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    device=snakemake.params.device,  # noqa: F821
-    threads=snakemake.threads,  # noqa: F821
-)
+    extract_features(
+        smk.input.dataset,
+        smk.input.teacher,
+        smk.wildcards.teacher,
+        smk.output[0],
+        device=smk.params.device,
+        threads=smk.threads,
+    )
+
+
+run_job(main)

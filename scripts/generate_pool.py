@@ -1,24 +1,28 @@
 """Snakemake adapter: the over-complete sample pool of psr methods (IPC-independent)."""
 
-import json
 import sys
+from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+from ddbench.runinfo import run_job, start_job  # noqa: E402
 
-from ddbench.runinfo import log_job_context, run_job  # noqa: E402
+smk = start_job(snakemake)  # noqa: F821
 
-log_job_context()
 
-from ddbench.psr import generate_pool  # noqa: E402
+def main():
+    import json
 
-smk = snakemake  # noqa: F821
-summary = run_job(
-    generate_pool,
-    smk.input.dataset,
-    smk.input.prior,
-    json.loads(smk.params.spec),
-    smk.output[0],
-    device=smk.params.device,
-    threads=smk.threads,
-)
-print(json.dumps(summary), file=sys.stderr)
+    from ddbench.psr import generate_pool
+
+    summary = generate_pool(
+        smk.input.dataset,
+        smk.input.prior,
+        json.loads(smk.params.spec),
+        smk.output[0],
+        device=smk.params.device,
+        threads=smk.threads,
+    )
+    print(json.dumps(summary), file=sys.stderr)
+
+
+run_job(main)

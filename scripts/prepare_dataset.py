@@ -1,20 +1,21 @@
 """Snakemake adapter: write resources/datasets/{dataset}.h5 from the configured source."""
 
-import json
 import sys
+from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+from ddbench.runinfo import run_job, start_job  # noqa: E402
 
-from ddbench.runinfo import log_job_context, run_job  # noqa: E402
+smk = start_job(snakemake)  # noqa: F821
 
-log_job_context()
 
-from ddbench.datasets import prepare_dataset  # noqa: E402
+def main():
+    import json
 
-summary = run_job(
-    prepare_dataset,
-    snakemake.wildcards.dataset,  # noqa: F821
-    json.loads(snakemake.params.spec),  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-)
-print(json.dumps(summary), file=sys.stderr)
+    from ddbench.datasets import prepare_dataset
+
+    summary = prepare_dataset(smk.wildcards.dataset, json.loads(smk.params.spec), smk.output[0])
+    print(json.dumps(summary), file=sys.stderr)
+
+
+run_job(main)

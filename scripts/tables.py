@@ -4,26 +4,30 @@ Each named output `<table>` is the table's CSV; its .md, .tex and .html lie besi
 """
 
 import sys
+from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+from ddbench.runinfo import run_job, start_job  # noqa: E402
 
-from ddbench.runinfo import log_job_context  # noqa: E402
+smk = start_job(snakemake)  # noqa: F821
 
-log_job_context()
 
-from ddbench.tables import write_study_tables  # noqa: E402
+def main():
+    from ddbench.tables import write_study_tables
 
-smk = snakemake  # noqa: F821
-stems = {
-    name: str(path)[: -len(".csv")]
-    for name, path in smk.output.items()
-    if str(path).endswith(".csv")
-}
-write_study_tables(
-    list(smk.input.get("metrics", [])) + list(smk.input.get("reference", [])),
-    benchmark_paths=list(smk.input.get("benchmarks", [])),
-    quality_paths=list(smk.input.get("quality", [])),
-    stems=stems,
-    baseline=smk.params.baseline,
-)
-print("wrote", sorted(stems), file=sys.stderr)
+    stems = {
+        name: str(path)[: -len(".csv")]
+        for name, path in smk.output.items()
+        if str(path).endswith(".csv")
+    }
+    write_study_tables(
+        list(smk.input.get("metrics", [])) + list(smk.input.get("reference", [])),
+        benchmark_paths=list(smk.input.get("benchmarks", [])),
+        quality_paths=list(smk.input.get("quality", [])),
+        stems=stems,
+        baseline=smk.params.baseline,
+    )
+    print("wrote", sorted(stems), file=sys.stderr)
+
+
+run_job(main)

@@ -1,22 +1,27 @@
 """Snakemake adapter: train (unet) or record (stable_diffusion) one configured diffusion prior."""
 
-import json
 import sys
+from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+from ddbench.runinfo import run_job, start_job  # noqa: E402
 
-from ddbench.runinfo import log_job_context, run_job  # noqa: E402
+smk = start_job(snakemake)  # noqa: F821
 
-log_job_context()
 
-from ddbench.diffusion import build_prior_file  # noqa: E402
+def main():
+    import json
 
-info = run_job(
-    build_prior_file,
-    snakemake.input.dataset,  # noqa: F821
-    json.loads(snakemake.params.spec),  # noqa: F821
-    snakemake.output[0],  # noqa: F821
-    device=snakemake.params.device,  # noqa: F821
-    threads=snakemake.threads,  # noqa: F821
-)
-print(f"prior {info['kind']} written to {snakemake.output[0]}", file=sys.stderr)  # noqa: F821
+    from ddbench.diffusion import build_prior_file
+
+    info = build_prior_file(
+        smk.input.dataset,
+        json.loads(smk.params.spec),
+        smk.output[0],
+        device=smk.params.device,
+        threads=smk.threads,
+    )
+    print(f"prior {info['kind']} written to {smk.output[0]}", file=sys.stderr)
+
+
+run_job(main)

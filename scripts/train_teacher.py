@@ -1,24 +1,29 @@
 """Snakemake adapter: train one configured teacher on the full training split."""
 
-import json
 import sys
+from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+from ddbench.runinfo import run_job, start_job  # noqa: E402
 
-from ddbench.runinfo import log_job_context, run_job  # noqa: E402
+smk = start_job(snakemake)  # noqa: F821
 
-log_job_context()
 
-from ddbench.teachers import train_teacher  # noqa: E402
+def main():
+    import json
 
-summary = run_job(
-    train_teacher,
-    snakemake.input.dataset,  # noqa: F821
-    snakemake.wildcards.teacher,  # noqa: F821
-    json.loads(snakemake.params.spec),  # noqa: F821
-    snakemake.output.checkpoint,  # noqa: F821
-    snakemake.output.summary,  # noqa: F821
-    device=snakemake.params.device,  # noqa: F821
-    threads=snakemake.threads,  # noqa: F821
-)
-print(f"test accuracy {summary['test_accuracy']:.2f} %", file=sys.stderr)
+    from ddbench.teachers import train_teacher
+
+    summary = train_teacher(
+        smk.input.dataset,
+        smk.wildcards.teacher,
+        json.loads(smk.params.spec),
+        smk.output.checkpoint,
+        smk.output.summary,
+        device=smk.params.device,
+        threads=smk.threads,
+    )
+    print(f"test accuracy {summary['test_accuracy']:.2f} %", file=sys.stderr)
+
+
+run_job(main)

@@ -334,3 +334,32 @@ def test_workflow_builds_the_prior_once(tmp_path):
     cfg.write_text(yaml.safe_dump(changed))
     dry = run_snakemake(tmp_path, cfg, "-n", "--cores", "1")
     assert "train_prior" in re.findall(r"^(?:local)?rule (\w+):", dry.stdout, flags=re.M)
+
+
+def test_prior_folder_records_a_manifest_that_verify_checks(unet_prior, tmp_path):
+    import shutil
+
+    from ddbench.verify import _check_prior
+
+    out, info = unet_prior
+    assert "samples.png" in info["files"] and any(k.startswith("unet/") for k in info["files"])
+    folder = tmp_path / "results/digits/priors/tiny"
+    shutil.copytree(out, folder)
+    assert _check_prior(folder) == ("", "")
+    weights = next(p for p in (folder / "unet").iterdir() if p.suffix != ".json")
+    weights.write_bytes(weights.read_bytes()[:-16])
+    status, reason = _check_prior(folder)
+    assert status == "corrupt" and weights.name in reason
+    weights.unlink()
+    status, reason = _check_prior(folder)
+    assert status == "corrupt" and "missing" in reason
+
+
+def test_prior_training_that_diverges_is_an_error_and_writes_nothing(digits, tmp_path):
+    from ddbench.errors import TrainingDivergedError
+
+    spec = {**TINY_UNET, "epochs": 2, "max_images_per_class": 10, "lr": 1e12}
+    out = tmp_path / "prior"
+    with pytest.raises(TrainingDivergedError, match=r"prior training diverged: loss is .* at step"):
+        train_unet_prior(digits, spec, out, seed=0, progress=False)
+    assert not out.exists()

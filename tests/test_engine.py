@@ -1,6 +1,7 @@
 """The training engine: protocol losses, budgets, determinism, teacher checkpoints."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ddbench.engine import build_classifier, soft_kl, teacher_probs, train
-from ddbench.protocols import PRESETS, resolve_protocol
+from ddbench.errors import TrainingDivergedError
+from ddbench.protocols import PRESETS, resolve_protocol, teacher_protocol
 
 
 def _data(n=40, k=4, seed=0):
@@ -201,3 +203,33 @@ def test_teacher_checkpoint_round_trip_and_wrong_architecture(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(DataFileError, match="not a readable"):
         load_teacher(path, data)
+
+
+def test_diverging_training_raises_naming_step_protocol_and_lr():
+    """lr 1e6 turns the weights into inf/nan within a few steps: an error, not a NaN result."""
+    x, y = _data()
+    p = resolve_protocol(
+        "hl", {"preset": "hl", "epochs": 5, "batch_size": 8, "augment": "none", "lr": 1e6}
+    )
+    with pytest.raises(TrainingDivergedError) as info:
+        train(_model(), x, y, p, 0, n_full=40, desc="hl/convnet/random")
+    msg = str(info.value)
+    step = int(re.search(r"at step (\d+) of 25 \(epoch (\d+)\)", msg).group(1))
+    assert 1 <= step <= 25, msg
+    assert "loss is nan" in msg or "loss is inf" in msg, msg
+    assert "protocol hl" in msg and "hl/convnet/random" in msg, msg
+    assert "lr 1e+06 × 1 schedule" in msg and "lower protocols.hl.lr" in msg, msg
+
+
+def test_teacher_divergence_names_the_teacher_or_scorer_lr():
+    x, y = _data()
+    p = teacher_protocol("convnet", {"epochs": 2, "batch_size": 8, "lr": 1e6})
+    with pytest.raises(TrainingDivergedError, match=r"teachers\.convnet or scorers\.convnet"):
+        train(_model(), x, y, p, 0, n_full=40)
+
+
+def test_finite_training_is_unchanged_by_the_divergence_check():
+    x, y = _data()
+    p = resolve_protocol("hl", {"preset": "hl", "epochs": 3, "batch_size": 8, "augment": "none"})
+    r = train(_model(), x, y, p, 0, n_full=40)
+    assert len(r.history) == 3 and all(math.isfinite(v) for v in r.history)

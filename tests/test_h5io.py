@@ -18,6 +18,8 @@ from ddbench.h5io import (
     atomic_path,
     config_sha256,
     file_sha256,
+    h5_content_sha256,
+    json_content_sha256,
     open_h5,
     read_array,
     read_attrs,
@@ -226,7 +228,9 @@ def test_atomic_path_success_replaces(tmp_path: Path) -> None:
     target = tmp_path / "x.json"
     write_json(target, {"a": 1})
     write_json(target, {"b": np.int64(2), "c": np.float32(0.5), "d": np.arange(2)})
-    assert json.loads(target.read_text()) == {"b": 2, "c": 0.5, "d": [0, 1]}
+    written = json.loads(target.read_text())
+    assert written.pop("content_sha256") == json_content_sha256({"b": 2, "c": 0.5, "d": [0, 1]})
+    assert written == {"b": 2, "c": 0.5, "d": [0, 1]}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
 
 
@@ -236,3 +240,25 @@ def test_written_files_respect_umask(tmp_path: Path) -> None:
     target = tmp_path / "x.json"
     write_json(target, {"a": 1})
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_content_hash_is_recorded_and_detects_a_changed_value(tmp_path: Path) -> None:
+    path = tmp_path / "c.h5"
+    arrays = {"images": np.random.default_rng(0).random((70, 1, 8, 8), dtype=np.float32)}
+    arrays["labels"] = np.arange(70)
+    write_h5(path, "condensed", arrays, created_by="test")
+    recorded, actual = h5_content_sha256(path)
+    assert recorded == actual and len(recorded) == 64
+    with h5py.File(path, "r+") as f:
+        f["labels"][3] = 4  # same shape and dtype, one value changed in place
+    assert h5_content_sha256(path)[1] != recorded
+
+
+def test_content_hash_does_not_depend_on_block_size(tmp_path: Path) -> None:
+    from ddbench.h5io import _ContentDigest
+
+    array = np.arange(1000, dtype=np.int64).reshape(100, 10)
+    whole, blocks = _ContentDigest(), _ContentDigest()
+    whole.add("x", array)
+    blocks.add("x", array, chunk_rows=7)
+    assert whole.hexdigest() == blocks.hexdigest()

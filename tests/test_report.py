@@ -371,3 +371,242 @@ def test_identical_values_across_seeds_print_a_zero_std():
     assert _cell_text(0.1, 1.7e-17, 3, " ± ") == "0.100 ± 0.000"
     assert _cell_text(0.1, std, 3, " ± ") == "0.100 ± 0.000"
     assert _cell_text(0.1, 0.0004, 3, " ± ") == "0.100 ± 4.000e-04"  # a real small spread stays
+
+
+# ------------------------------------------------------------------ figures: empty and partial inputs
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> dict:
+    """The frames the figure rules pass, from the synthetic evaluations (dataset `toy`)."""
+    from ddbench.tables import aggregate, protocol_params, read_quality, teacher_student_matrix
+
+    m = read_metrics(_write_evals(tmp_path_factory.mktemp("evals")))
+    agg = aggregate(m)
+    bench = pd.DataFrame(
+        [
+            {
+                "dataset": "toy",
+                "method": method,
+                "ipc": ipc,
+                "seed": seed,
+                "construct_s": 1.0 + seed,
+            }
+            | {"construct_max_rss_mb": float("nan")}
+            for method in ("random", "herding")
+            for ipc in (1, 10)
+            for seed in (0, 1)
+        ]
+    ).astype({"ipc": "Int64"})
+    folder = tmp_path_factory.mktemp("quality")
+    for i, (method, ipc, seed) in enumerate(
+        (me, ipc, s) for me in ("random", "herding") for ipc in (1, 10) for s in (0, 1)
+    ):
+        q = {"dataset": "toy", "method": method, "ipc": ipc, "seed": seed, "teacher": "t", "k": 3}
+        q |= {"precision": 0.5, "recall": None if ipc == 1 else 0.3, "density": 1.0}
+        q |= {"coverage": 0.2, "mmd2": 0.01}
+        (folder / f"{i}.json").write_text(json.dumps(q))
+    protos = protocol_params(m)
+    teachers = {"hl": {**protos["hl"], "teachers": ["t1"]}, "sl": protos["sl"]}
+    return {
+        "metrics": m,
+        "agg": agg,
+        "one_seed": aggregate(m[m["seed"] == 0]),
+        "cost": cost_table(bench, m),
+        "quality": read_quality(sorted(folder.glob("*.json"))),
+        "ts": teacher_student_matrix(agg, teachers),
+    }
+
+
+def _nan(frame: pd.DataFrame, **columns) -> pd.DataFrame:
+    return frame.assign(**{c: np.nan for c in columns})
+
+
+# name -> (draw(frames, svg, png), the empty-panel label expected, or None: data is drawn)
+FIGURE_CASES = {
+    # accuracy vs IPC
+    "ipc: no rows": (
+        lambda f, *o: _figures().plot_accuracy_vs_ipc(f["agg"].iloc[0:0], "toy", "hl", "cnn", *o),
+        "no evaluations for toy/hl/cnn",
+    ),
+    "ipc: other dataset": (
+        lambda f, *o: _figures().plot_accuracy_vs_ipc(f["agg"], "other", "hl", "cnn", *o),
+        "no evaluations for other/hl/cnn",
+    ),
+    "ipc: protocol without evaluations": (
+        lambda f, *o: _figures().plot_accuracy_vs_ipc(f["agg"], "toy", "zz", "cnn", *o),
+        "no evaluations for toy/zz/cnn",
+    ),
+    "ipc: reference only": (
+        lambda f, *o: _figures().plot_accuracy_vs_ipc(
+            f["agg"][f["agg"]["method"] == "full_train"], "toy", "hl", "cnn", *o
+        ),
+        "no evaluations for toy/hl/cnn",
+    ),
+    "ipc: single seed": (
+        lambda f, *o: _figures().plot_accuracy_vs_ipc(f["one_seed"], "toy", "hl", "cnn", *o),
+        None,
+    ),
+    "ipc: NaN std and budget": (
+        lambda f, *o: _figures().plot_accuracy_vs_ipc(
+            _nan(f["agg"], accuracy_std=1, budget=1), "toy", "hl", "cnn", *o
+        ),
+        None,
+    ),
+    # label gap
+    "gap: no rows": (
+        lambda f, *o: _figures().plot_label_gap(f["metrics"].iloc[0:0], "toy", *o),
+        "no evaluations for toy",
+    ),
+    "gap: nothing read": (
+        lambda f, *o: _figures().plot_label_gap(read_metrics([]), "toy", *o),
+        "no evaluations for toy",
+    ),
+    "gap: reference only": (
+        lambda f, *o: _figures().plot_label_gap(
+            f["metrics"][f["metrics"]["method"] == "full_train"], "toy", *o
+        ),
+        "no evaluations for toy",
+    ),
+    "gap: single seed": (
+        lambda f, *o: _figures().plot_label_gap(f["metrics"][f["metrics"]["seed"] == 0], "toy", *o),
+        None,
+    ),
+    # accuracy vs cost
+    "cost: no rows": (
+        lambda f, *o: _figures().plot_accuracy_vs_cost(
+            f["agg"].iloc[0:0], f["cost"].iloc[0:0], "toy", *o
+        ),
+        "no cost data for toy",
+    ),
+    "cost: no benchmarks": (
+        lambda f, *o: _figures().plot_accuracy_vs_cost(
+            f["agg"], cost_table(read_benchmarks([]), f["metrics"]), "toy", *o
+        ),
+        "no cost data for toy",
+    ),
+    "cost: benchmarks of other methods": (
+        lambda f, *o: _figures().plot_accuracy_vs_cost(
+            f["agg"], f["cost"].assign(method="other"), "toy", *o
+        ),
+        "no evaluated set of toy has a construction time",
+    ),
+    "cost: NaN seconds": (
+        lambda f, *o: _figures().plot_accuracy_vs_cost(
+            f["agg"], _nan(f["cost"], construct_s_mean=1), "toy", *o
+        ),
+        "no evaluated set of toy has a construction time",
+    ),
+    "cost: protocol without evaluations": (
+        lambda f, *o: _figures().plot_accuracy_vs_cost(
+            f["one_seed"], f["cost"], "toy", *o, presets={"hl": "hl", "sl": "sl", "zz": "mt"}
+        ),
+        None,
+    ),
+    # PRDC
+    "prdc: no rows": (
+        lambda f, *o: _figures().plot_prdc(f["quality"].iloc[0:0], "toy", *o),
+        "no quality results for toy",
+    ),
+    "prdc: other dataset": (
+        lambda f, *o: _figures().plot_prdc(f["quality"], "other", *o),
+        "no quality results for other",
+    ),
+    "prdc: no metric columns": (
+        lambda f, *o: _figures().plot_prdc(
+            f["quality"].drop(columns=["precision", "recall", "density", "coverage", "mmd2"]),
+            "toy",
+            *o,
+        ),
+        "no quality metrics in the results of toy",
+    ),
+    "prdc: single seed, undefined recall": (
+        lambda f, *o: _figures().plot_prdc(f["quality"][f["quality"]["seed"] == 0], "toy", *o),
+        None,
+    ),
+    # teacher x student
+    "ts: no rows": (
+        lambda f, *o: _figures().plot_teacher_student(f["ts"].iloc[0:0], "toy", *o),
+        "no teacher-label evaluations for toy",
+    ),
+    "ts: every cell NaN": (
+        lambda f, *o: _figures().plot_teacher_student(_nan(f["ts"], accuracy_mean=1), "toy", *o),
+        "no teacher-label evaluations for toy",
+    ),
+    "ts: one IPC": (
+        lambda f, *o: _figures().plot_teacher_student(f["ts"][f["ts"]["ipc"] == 1], "toy", *o),
+        None,
+    ),
+    # budget curves
+    "budget: no sweeps": (
+        lambda f, *o: _figures().plot_budget_curves(f["agg"].iloc[0:0], [], {}, "toy", *o),
+        "no budget sweep for toy",
+    ),
+    "budget: protocol without evaluations": (
+        lambda f, *o: _figures().plot_budget_curves(
+            f["agg"], [["hl", "zz"]], {"hl": 1, "zz": 2}, "toy", *o
+        ),
+        None,
+    ),
+    "budget: no budgets": (
+        lambda f, *o: _figures().plot_budget_curves(f["agg"], [["hl", "sl"]], {}, "toy", *o),
+        "no budget sweep of toy has evaluations and budgets",
+    ),
+    # t-SNE and galleries (arrays)
+    "tsne: no sets": (
+        lambda f, svg, png: _figures().plot_tsne(
+            np.zeros((0, 4)), np.zeros(0, int), {}, 3, "toy", Path(svg).parent / "t", svg, png
+        ),
+        "no condensed sets of toy to place",
+    ),
+    "tsne: one point per class": (
+        lambda f, svg, png: _figures().plot_tsne(
+            np.random.default_rng(0).normal(size=(30, 4)),
+            np.repeat(np.arange(3), 10),
+            {("m", 1): (np.random.default_rng(1).normal(size=(3, 4)), np.arange(3))},
+            3,
+            "toy",
+            Path(svg).parent / "t",
+            svg,
+            png,
+        ),
+        None,
+    ),
+    "gallery: no images": (
+        lambda f, *o: _figures().plot_gallery(
+            np.zeros((0, 1, 4, 4), np.float32), np.zeros(0, int), ["a", "b"], "toy", *o
+        ),
+        None,
+    ),
+    "gallery: a class without images": (
+        lambda f, *o: _figures().plot_gallery(
+            np.zeros((1, 3, 4, 4), np.float32), np.zeros(1, int), ["a", "b"], "toy", *o
+        ),
+        None,
+    ),
+}
+
+
+def _figures():
+    import ddbench.figures
+
+    return ddbench.figures
+
+
+def test_every_public_plot_function_has_empty_and_partial_cases():
+    names = {n for n in dir(_figures()) if n.startswith("plot_") and n != "plot_tsne_panel"}
+    covered = {
+        n for n in names for case in FIGURE_CASES if n in FIGURE_CASES[case][0].__code__.co_names
+    }
+    assert covered == names
+
+
+@pytest.mark.parametrize("case", list(FIGURE_CASES))
+def test_figure_of_empty_or_partial_input_is_drawn_or_labelled(frames, tmp_path, monkeypatch, case):
+    draw, label = FIGURE_CASES[case]
+    fig = _figures()
+    shown = []
+    real_empty = fig._empty
+    monkeypatch.setattr(fig, "_empty", lambda message: shown.append(message) or real_empty(message))
+    svg, png = tmp_path / "f.svg", tmp_path / "f.png"
+    draw(frames, svg, png)
+    assert "<svg" in svg.read_text()[:2000] and _png_size(png)[0] > 50
+    assert shown == ([label] if label else []), shown

@@ -178,7 +178,7 @@ def test_every_rule_script_logs_the_job_context():
             script = re.search(r"^\s+script:\s*\n\s+\"([^\"]+)\"", body, re.M)
             assert script, f"{smk.name}: rule {name} has no script: (so no job-context line)"
             text = (smk.parent / script.group(1)).resolve().read_text()
-            assert "log_job_context()" in text, f"{script.group(1)} (rule {name})"
+            assert "start_job(snakemake)" in text, f"{script.group(1)} (rule {name})"
 
 
 @pytest.mark.slurm

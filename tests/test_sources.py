@@ -496,3 +496,57 @@ def test_imagefolder_sha_tracks_file_bytes(tmp_path):
     assert load_source(spec).source_sha256 == first
     Image.new("RGB", (40, 30), (255, 1, 0)).save(root / "train" / "n01" / "img0.png")
     assert load_source(spec).source_sha256 != first
+
+
+# --------------------------------------------------------------------------- layout-only check
+
+NO_COUNTS = {"num_classes": None, "min_train_per_class": None, "classes": None}
+
+
+def _forbid_reading(monkeypatch) -> None:
+    """Make every data-file reader and class-folder listing of ddbench.sources fail the test."""
+    import ddbench.sources as sources
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError(f"read_files=False read or listed {args[:1]}")
+
+    for name in ("_unpickle", "_read_maybe_gzip", "_list_dirs", "_list_images", "_digits_split"):
+        monkeypatch.setattr(sources, name, forbidden)
+    monkeypatch.setattr(sources.os, "scandir", forbidden)
+
+
+def test_check_source_without_reading_files_checks_only_the_layout(tmp_path, monkeypatch):
+    make_fashion(tmp_path / "fashion")
+    make_cifar100(tmp_path)
+    root = make_imagefolder(tmp_path / "imgs")
+    specs = [
+        {"kind": "digits"},
+        {"kind": "fashion_mnist", "path": tmp_path / "fashion"},
+        {"kind": "cifar100", "path": tmp_path},
+        {"kind": "imagefolder", "path": root, "image_size": 16},
+    ]
+    _forbid_reading(monkeypatch)
+    for spec in specs:
+        assert check_source(spec, read_files=False) == NO_COUNTS, spec["kind"]
+
+
+def test_check_source_without_reading_files_still_reports_layout_and_option_errors(
+    tmp_path, monkeypatch
+):
+    make_fashion(tmp_path / "fashion")
+    (tmp_path / "fashion" / "t10k-labels-idx1-ubyte.gz").unlink()
+    root = make_imagefolder(tmp_path / "imgs")
+    (root / "val").rename(root / "holdout")
+    _forbid_reading(monkeypatch)
+    cases = [
+        ({"kind": "digits", "test_fraction": 1.5}, "test_fraction"),
+        ({"kind": "fashion_mnist", "path": tmp_path / "fashion"}, "t10k-labels-idx1-ubyte"),
+        ({"kind": "cifar10", "path": tmp_path / "absent"}, "absent does not exist"),
+        ({"kind": "imagefolder", "path": root, "image_size": 16}, "no val/ or test/"),
+        ({"kind": "imagefolder", "path": tmp_path / "fashion", "image_size": 16}, "train"),
+        ({"kind": "imagefolder", "path": root}, "image_size"),
+        ({"kind": "digits", "max_train_per_class": 0}, "max_train_per_class"),
+    ]
+    for spec, message in cases:
+        with pytest.raises(SourceError, match=message):
+            check_source(spec, read_files=False)

@@ -69,7 +69,7 @@ def test_verify_command_reports_and_exits_nonzero_on_stale(smoke_run, tmp_path):
     good.write_text(yaml.safe_dump(config))
     res = CliRunner().invoke(main, ["verify", "--config", str(good), "--directory", str(work)])
     assert res.exit_code == 0, res.output
-    assert "0 stale, 0 foreign, 0 corrupt" in res.output
+    assert "0 stale, 0 foreign, 0 misfiled, 0 corrupt" in res.output and "rm " not in res.output
     cfg = copy.deepcopy(config)
     cfg["methods"]["herding"]["features"] = "convnet_b"
     bad = tmp_path / "bad.yaml"
@@ -77,6 +77,7 @@ def test_verify_command_reports_and_exits_nonzero_on_stale(smoke_run, tmp_path):
     res = CliRunner().invoke(main, ["verify", "--config", str(bad), "--directory", str(work)])
     assert res.exit_code == 1
     assert "stale" in res.output and "condensed/herding/ipc1/s0.h5" in res.output
+    assert "rm -r " in res.output  # the command that deletes what to rebuild
 
 
 def _accuracy_table(work, cfg, out):

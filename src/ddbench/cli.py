@@ -198,10 +198,6 @@ def export_cmd(set_file: str, out_dir: str, dataset_file: str | None) -> None:
     )
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command()
 @click.option(
     "--config",
@@ -226,14 +222,18 @@ if __name__ == "__main__":
 )
 @_user_errors
 def verify(config_path: str, directory: str, show_all: bool, missing: bool) -> None:
-    """Check every result's provenance against the current config and ddbench version.
+    """Check every result against the current config, its path and the hash recorded at write time.
 
-    Exits 1 when any file is stale, foreign or corrupt.
+    Lists files that are stale (other parameters or ddbench version), foreign (no target of
+    this config), misfiled (not what their path says) or corrupt (unreadable, or changed
+    since written), then the command that deletes the ones to rebuild. Exits 1 when any
+    file is stale, foreign, misfiled or corrupt.
     """
+    import shlex
     from collections import Counter
 
     from .config import load_config
-    from .verify import verify_results
+    from .verify import files_to_delete, verify_results
 
     findings = verify_results(load_config(config_path), directory)
     shown = [
@@ -244,8 +244,18 @@ def verify(config_path: str, directory: str, show_all: bool, missing: bool) -> N
     for f in shown:
         click.echo(f"{f.status:8s} {f.path}" + (f"  ({f.reason})" if f.reason else ""))
     counts = Counter(f.status for f in findings)
-    click.echo(
-        ", ".join(f"{counts[s]} {s}" for s in ("ok", "stale", "foreign", "corrupt", "missing"))
-    )
-    if counts["stale"] or counts["foreign"] or counts["corrupt"]:
+    statuses = ("ok", "stale", "foreign", "misfiled", "corrupt", "missing")
+    click.echo(", ".join(f"{counts[s]} {s}" for s in statuses))
+    delete = files_to_delete(findings)
+    if delete:
+        click.echo(
+            f"To rebuild the {len(delete)} stale, misfiled or corrupt file(s), delete them "
+            f"(from {directory}) and run snakemake again:"
+        )
+        click.echo("rm -r " + " ".join(shlex.quote(p) for p in delete))
+    if counts["stale"] or counts["foreign"] or counts["misfiled"] or counts["corrupt"]:
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

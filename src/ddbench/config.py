@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Iterator
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,17 @@ import yaml
 from .protocols import resolve_protocol
 
 GRID_KEYS = ("dataset", "ipc", "method", "protocol", "student", "seed")
+
+# The method name of the whole-training-set reference row (results/.../full_train/, tables).
+REFERENCE_METHOD = "full_train"
+
+# Largest seed every consumer accepts: numpy's legacy RandomState (scikit-learn's
+# `random_state`, e.g. the k-means of psr and ddps) takes 0..2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+# Set to 1 to skip the "device: cuda but no GPU here" check (e.g. a SLURM login node
+# without the GPUs of the compute nodes).
+SKIP_DEVICE_CHECK_ENV = "DDBENCH_SKIP_DEVICE_CHECK"
 
 
 from .errors import ConfigError  # noqa: E402  (re-exported: `from ddbench.config import ConfigError`)
@@ -54,7 +69,8 @@ _Validator = jsonschema.validators.extend(
 
 
 def _check_keys(node, parts=()) -> None:
-    """Every mapping key must be a string (YAML turns `1:` or `~:` into int / None keys)."""
+    """Every mapping key must be a string (YAML turns `1:` or `~:` into int / None keys), and
+    every number finite (YAML's `.nan`, `.inf`, `-.inf` pass the schema's bounds unnoticed)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if not isinstance(key, str):
@@ -65,6 +81,11 @@ def _check_keys(node, parts=()) -> None:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             _check_keys(value, (*parts, i))
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(
+            f"config error at {_path(parts)}: {node} is not a finite number "
+            "(YAML .nan, .inf and -.inf are not allowed)"
+        )
 
 
 def _path(parts) -> str:
@@ -105,13 +126,86 @@ def validate_schema(config: dict, sub_schema: dict | None = None, prefix: str = 
     return config
 
 
+class _DuplicateKey(Exception):
+    """A mapping key given twice; carries where (key path) and both line numbers (1-based)."""
+
+    def __init__(self, parts: tuple, key: Any, first_line: int, second_line: int):
+        super().__init__(key)
+        self.parts, self.key = parts, key
+        self.first_line, self.second_line = first_line, second_line
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last value silently, so a second `random:` under `methods:` would
+    replace the first definition. Explicit keys that override a merged `<<: *anchor` are
+    allowed (that is what merge keys are for).
+    """
+
+    def construct_document(self, node):
+        self._refuse_duplicates(node, (), set())
+        return super().construct_document(node)
+
+    def _refuse_duplicates(self, node, parts: tuple, seen: set) -> None:
+        if id(node) in seen:  # an alias of a node already walked
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, yaml.Node] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self._refuse_duplicates(value_node, parts, seen)
+                    continue
+                key = (
+                    self.construct_object(key_node)
+                    if isinstance(key_node, yaml.ScalarNode)
+                    else None
+                )
+                try:
+                    hash(key)
+                except TypeError:
+                    key = None
+                if key is not None and key in first:
+                    raise _DuplicateKey(
+                        (*parts, str(key)),
+                        key,
+                        first[key].start_mark.line + 1,
+                        key_node.start_mark.line + 1,
+                    )
+                if key is not None:
+                    first[key] = key_node
+                # mapping keys as text, list positions as int: the form `_path` prints
+                self._refuse_duplicates(
+                    value_node, (*parts, "?" if key is None else str(key)), seen
+                )
+        elif isinstance(node, yaml.SequenceNode):
+            for i, child in enumerate(node.value):
+                self._refuse_duplicates(child, (*parts, i), seen)
+
+
+def load_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML with `StrictLoader`; a duplicate key is a `ConfigError` naming `source` and both lines."""
+    loader = StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    except _DuplicateKey as dup:
+        raise ConfigError(
+            f"config error at {_path(dup.parts)}: key {dup.key!r} is defined twice in {source} "
+            f"(lines {dup.first_line} and {dup.second_line}); YAML would silently keep only the "
+            "second definition: remove or rename one"
+        ) from None
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path) -> dict:
-    """Read a YAML config and validate it fully."""
+    """Read a YAML config (duplicate keys refused) and validate it fully."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        config = yaml.safe_load(path.read_text())
+        config = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(config, dict):
@@ -119,8 +213,56 @@ def load_config(path: str | Path) -> dict:
     return validate_config(config)
 
 
-def validate_config(config: dict, *, check_sources: bool = True) -> dict:
-    """Schema + cross-reference checks; returns the config with defaults filled in."""
+def check_config_files(paths: Iterable[str | os.PathLike]) -> None:
+    """Re-read config files with the strict loader: a duplicate key is a `ConfigError`.
+
+    Snakemake reads `--configfile` and `configfile:` files with its own loader, which keeps
+    the last of two equal keys; the workflow calls this on `workflow.configfiles`. Files that
+    are missing or that PyYAML cannot parse are left to Snakemake's own error.
+    """
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        try:
+            load_yaml(text, str(path))
+        except yaml.YAMLError:
+            _check_json_duplicates(text, str(path))
+
+
+def _check_json_duplicates(text: str, source: str) -> None:
+    def refuse(pairs):
+        keys = [k for k, _ in pairs]
+        dup = next((k for k in keys if keys.count(k) > 1), None)
+        if dup is not None:
+            raise ConfigError(
+                f"config error at {dup}: key {dup!r} is defined twice in one object of {source}; "
+                "JSON readers silently keep only the second definition: remove or rename one"
+            )
+        return dict(pairs)
+
+    try:
+        json.loads(text, object_pairs_hook=refuse)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+
+
+def validate_config(
+    config: dict,
+    *,
+    check_sources: bool = True,
+    read_sources: bool = True,
+    check_device: bool = True,
+) -> dict:
+    """Schema + cross-reference checks; returns the config with defaults filled in.
+
+    check_sources: check the dataset and prior folders at all. read_sources: also read the
+    data files (class counts, IPC vs the smallest class); False only checks that paths exist,
+    which is what the workflow does on every parse. check_device: refuse `device: cuda` on a
+    machine without a GPU (unless DDBENCH_SKIP_DEVICE_CHECK=1).
+    """
     validate_schema(config)
     _check_unique(config)
     _check_students(config)
@@ -129,14 +271,19 @@ def validate_config(config: dict, *, check_sources: bool = True) -> dict:
     _check_methods(config)
     _check_protocols(config)
     _check_exclude(config)
+    _check_quality(config)
+    if check_device:
+        _check_device(config)
     if check_sources:
-        _check_sources(config)
+        _check_sources(config, read_sources)
     return config
 
 
 def _check_unique(config: dict) -> None:
-    for key in ("ipcs", "seeds"):
-        values = config[key]
+    lists = {"ipcs": config["ipcs"], "seeds": config["seeds"]}
+    if config["reference"].get("seeds") is not None:
+        lists["reference.seeds"] = config["reference"]["seeds"]
+    for key, values in lists.items():
         dup = sorted({v for v in values if values.count(v) > 1})
         if dup:
             raise ConfigError(f"config error at {key}: duplicate value(s) {dup}")
@@ -170,6 +317,17 @@ def _check_teachers(config: dict) -> None:
             if "teacher" not in spec:
                 raise ConfigError(f"config error at scorers.{name}: a crops scorer needs `teacher`")
             _require(config, "teachers", spec["teacher"], f"scorers.{name}.teacher")
+        for key in ("scale", "t_range"):
+            if key in spec:
+                _check_range(spec[key], f"scorers.{name}.{key}")
+
+
+def _check_range(pair: list, where: str) -> None:
+    """A [low, high] pair of the schema (bounds checked there) must not be reversed."""
+    if pair[0] > pair[1]:
+        raise ConfigError(
+            f"config error at {where}: [{pair[0]}, {pair[1]}] is reversed; give [low, high]"
+        )
 
 
 def _check_priors(config: dict, check_sources: bool) -> None:
@@ -202,6 +360,11 @@ def _check_methods(config: dict) -> None:
     from .methods import get_method_class, list_methods
 
     for name, spec in config["methods"].items():
+        if name == REFERENCE_METHOD:
+            raise ConfigError(
+                f"config error at methods.{name}: the name {REFERENCE_METHOD!r} is reserved for "
+                "the whole-training-set reference row; rename the method"
+            )
         kind = spec["kind"]
         try:
             cls = get_method_class(kind)
@@ -213,6 +376,7 @@ def _check_methods(config: dict) -> None:
         params = {k: v for k, v in spec.items() if k != "kind"}
         validate_schema(params, cls.param_schema, prefix=f"methods.{name}")
         spec.update(params)  # defaults filled by the method's schema
+        _check_seed_params(params, f"methods.{name}")
         method = cls(**params)
         try:
             method.check_params()
@@ -246,6 +410,41 @@ def _check_methods(config: dict) -> None:
                         f"config error at methods.{name}.{param_of[need]}: scorer {ref!r} is of kind "
                         f"{got!r}; this method needs a {want!r} scorer"
                     )
+            if need == "scores":
+                _check_recorded_epochs(name, params, ref, config["scorers"][ref]["epochs"])
+
+
+def _check_seed_params(params: dict, where: str) -> None:
+    """Method parameters named `seed` or `*_seed` (their schemas live with the methods)."""
+    for key, value in params.items():
+        if (key == "seed" or key.endswith("_seed")) and isinstance(value, int):
+            if value > MAX_SEED:
+                raise ConfigError(
+                    f"config error at {where}.{key}: {value} is larger than the largest seed "
+                    f"{MAX_SEED} (2**32 - 1)"
+                )
+
+
+def _check_recorded_epochs(name: str, params: dict, scorer: str, epochs: int) -> None:
+    """Parameters that index the epochs a dynamics scorer records (0..epochs-1)."""
+    if "epoch" in params and params["epoch"] >= epochs:
+        raise ConfigError(
+            f"config error at methods.{name}.epoch: epoch {params['epoch']} is beyond the "
+            f"{epochs} epochs recorded by scorer {scorer!r} (0-based: 0..{epochs - 1}); lower it "
+            f"or raise scorers.{scorer}.epochs"
+        )
+    if "window_j" in params:
+        # CAD at budget K reads the 1-based records K-J-W .. K-2 (see scores.cad)
+        k = params.get("budget") or epochs
+        j, w = params["window_j"], params.get("window_w", 3)
+        first, last = k - j - w, k - 2
+        if first < 1 or last > epochs:
+            key = "budget" if params.get("budget") else "window_j"
+            raise ConfigError(
+                f"config error at methods.{name}.{key}: CAD with K={k}, J={j}, W={w} needs "
+                f"recorded epochs {max(first, 1)}..{last}, but scorer {scorer!r} records "
+                f"1..{epochs}; lower budget/window_j/window_w or raise scorers.{scorer}.epochs"
+            )
 
 
 def _check_protocols(config: dict) -> None:
@@ -266,6 +465,8 @@ def _check_protocols(config: dict) -> None:
                 f"config error at protocols.{name}.teachers: multi-teacher needs two or more "
                 f"distinct teachers (got {list(p.teachers)})"
             )
+        if "rrc_scale" in spec:
+            _check_range(spec["rrc_scale"], f"protocols.{name}.rrc_scale")
 
 
 def _check_exclude(config: dict) -> None:
@@ -287,14 +488,63 @@ def _check_exclude(config: dict) -> None:
                 raise ConfigError(
                     f"config error at exclude[{i}].seed: {value} is not in seeds {config['seeds']}"
                 )
+    if config["exclude"] and next(grid(config), None) is None:
+        raise ConfigError(
+            "config error at exclude: the grid is empty after exclude (the rules remove every "
+            "dataset x ipc x method x protocol x student x seed cell); remove or narrow a rule"
+        )
 
 
-def _check_sources(config: dict) -> None:
+def _check_quality(config: dict) -> None:
+    teacher = config["quality"]["teacher"]
+    if teacher is not None:
+        _require(config, "teachers", teacher, "quality.teacher")
+
+
+def cuda_available() -> bool:
+    """Whether this machine has a usable CUDA (or ROCm) GPU, without importing torch.
+
+    torch's own answer when torch is already imported; else the driver's files, with
+    CUDA_VISIBLE_DEVICES="" or "-1" (no visible device) honoured.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "cuda"):
+        return bool(torch.cuda.is_available())
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    drivers = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd")
+    return any(os.path.exists(f) for f in drivers)
+
+
+def _check_device(config: dict) -> None:
+    device = config["device"]
+    if not device.startswith("cuda") or os.environ.get(SKIP_DEVICE_CHECK_ENV) == "1":
+        return
+    torch = sys.modules.get("torch")
+    if device.startswith("cuda:") and torch is not None and cuda_available():
+        count = torch.cuda.device_count()
+        if int(device[5:]) >= count:
+            raise ConfigError(
+                f"config error at device: {device!r} but this machine has {count} CUDA "
+                f"device(s) (cuda:0..cuda:{count - 1}); or set {SKIP_DEVICE_CHECK_ENV}=1 where "
+                "the jobs run on other machines"
+            )
+    if not cuda_available():
+        raise ConfigError(
+            f"config error at device: {device!r} but this machine has no CUDA GPU (no driver "
+            "found, or CUDA_VISIBLE_DEVICES hides every device); use `auto` or `cpu`, or set "
+            f"{SKIP_DEVICE_CHECK_ENV}=1 where the jobs run on other machines (e.g. a SLURM "
+            "login node)"
+        )
+
+
+def _check_sources(config: dict, read_files: bool = True) -> None:
     from .sources import SourceError, check_source
 
     for name, spec in config["datasets"].items():
         try:
-            info = check_source(spec)
+            info = check_source(spec, read_files=read_files)
         except SourceError as exc:
             raise ConfigError(f"config error at datasets.{name}: {exc}") from None
         smallest = info.get("min_train_per_class")

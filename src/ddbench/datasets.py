@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .h5io import DataFileError, open_h5, read_array, write_h5
+from .targets import check_identity
 
 
 @dataclass
@@ -135,6 +136,7 @@ def load_dataset(path: str | os.PathLike, train_images: bool = True) -> ImageDat
                 f"{path}: missing or bad attribute (classes, mean, std): {exc}"
             ) from None
         name = str(f.attrs.get("name", path.stem))
+    check_identity(path, {"dataset": name})
     k = len(classes)
     for split, (images, labels) in arrays.items():
         if len(labels) and (labels.min() < 0 or labels.max() >= k):

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from . import __version__
 from .datasets import ImageData
-from .h5io import DataFileError
+from .errors import check_finite_loss
+from .h5io import DataFileError, folder_manifest
 from .priors import (
     DEFAULT_PROMPT,
     PRIOR_FORMAT,
@@ -381,6 +382,12 @@ def train_unet_prior(
             loss.backward()
             opt.step()
             value = loss.item()
+            check_finite_loss(
+                value,
+                what="prior training",
+                step=len(step_losses) + 1,
+                hint=f"lower the prior's lr ({spec['lr']})",
+            )
             step_losses.append(value)
             total += value * len(b)
             bar.update()
@@ -412,6 +419,7 @@ def train_unet_prior(
         sched.save_pretrained(tmp / "scheduler")
         prior = UNetPrior(unet, sched, info, device)
         _write_samples(prior, tmp / SAMPLES_PNG, spec, seed)
+        info["files"] = folder_manifest(tmp, skip=(PRIOR_JSON,))
         (tmp / PRIOR_JSON).write_text(json.dumps(info, indent=2, sort_keys=True))
 
     _write_folder(out_dir, write)
@@ -578,6 +586,7 @@ def build_sd_prior(data: ImageData, spec: dict, out_dir: str | os.PathLike, devi
         info["load_seconds"] = round(time.perf_counter() - start, 3)
         info["latent_shape"] = list(prior.latent_shape)
         _write_samples(prior, tmp / SAMPLES_PNG, recipe, int(recipe["seed"]))
+        info["files"] = folder_manifest(tmp, skip=(PRIOR_JSON,))
         (tmp / PRIOR_JSON).write_text(json.dumps(info, indent=2, sort_keys=True))
 
     _write_folder(out_dir, write)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from . import optim
 from .augment import cutmix, make_augment
+from .errors import TrainingDivergedError
 from .protocols import Protocol
 
 
@@ -255,7 +256,12 @@ def train(
             opt.step()
             step += 1
             seen += len(idx)
-            running += float(loss.detach())
+            # the one host sync of the step, taken anyway for the running loss
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                bar.close()
+                raise _diverged(protocol, desc, value, step, total, len(history) + 1, factor)
+            running += value
             count += 1
         history.append(running / max(count, 1))
         bar.set_postfix(loss=f"{history[-1]:.4f}", refresh=False)
@@ -272,6 +278,22 @@ def train(
         wall_time_s=wall,
         images_per_s=seen / wall if wall > 0 else float("nan"),
         history=history,
+    )
+
+
+def _diverged(
+    p: Protocol, desc: str, loss: float, step: int, total: int, epoch: int, factor: float
+) -> TrainingDivergedError:
+    """The error of a non-finite loss: where it happened and which learning rate to lower."""
+    if p.preset == "teacher":
+        # teachers and dynamics proxies: the protocol is named after the teacher or scorer
+        hint = f"lower the lr of teachers.{p.name} or scorers.{p.name}"
+    else:
+        hint = f"lower protocols.{p.name}.lr"
+    return TrainingDivergedError(
+        f"training diverged ({desc}): loss is {loss} at step {step} of {total} (epoch {epoch}) "
+        f"of protocol {p.name} (lr {p.lr:g} × {factor:.3g} schedule = {p.lr * factor:.3g}, "
+        f"optimizer {p.optimizer}); nothing is written; {hint}"
     )
 
 

@@ -26,3 +26,13 @@ class SourceError(DdbenchError):
 
 class TrainingDivergedError(DdbenchError):
     """Training produced a non-finite loss: the result would be meaningless, so nothing is written."""
+
+
+def check_finite_loss(value: float, *, what: str, step: int, hint: str) -> None:
+    """Raise TrainingDivergedError when an optimisation loop's loss `value` is NaN or infinite."""
+    import math
+
+    if not math.isfinite(value):
+        raise TrainingDivergedError(
+            f"{what} diverged: loss is {value} at step {step}; nothing is written; {hint}"
+        )

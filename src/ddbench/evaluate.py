@@ -10,10 +10,10 @@ import torch
 
 from .datasets import load_dataset
 from .engine import accuracy, library_versions, peak_rss_mb, resolve_device, set_determinism, train
-from .h5io import atomic_path, config_sha256, file_sha256, write_json
+from .h5io import config_sha256, file_sha256, write_json
 from .methods.base import CondensedSet
 from .protocols import Protocol
-from .teachers import load_teacher, make_model
+from .teachers import load_teacher, make_model, save_torch
 
 
 def evaluate_set(
@@ -41,7 +41,7 @@ def evaluate_set(
     if condensed_path is None:
         images = torch.from_numpy(data.train_float())
         labels = torch.from_numpy(data.train_labels)
-        method, ipc, source_sha = "full_train", None, None
+        method, ipc, source_sha, source_params_sha = "full_train", None, None, None
         if protocol.full_epochs is None:
             protocol = replace(protocol, epochs=int(reference_epochs or 1))
     else:
@@ -51,6 +51,7 @@ def evaluate_set(
         images = torch.from_numpy(cset.images)
         labels = torch.from_numpy(cset.labels)
         method, ipc, source_sha = cset.method, cset.ipc, file_sha256(condensed_path)
+        source_params_sha = cset.config_sha256
     teachers = [load_teacher(p, data) for p in teacher_paths]
     set_determinism(seed, threads)
     student = make_model(student_spec, data)
@@ -104,13 +105,14 @@ def evaluate_set(
             {"protocol": protocol.to_dict(), "student": student_spec, "seed": seed}
         ),
         "condensed_sha256": source_sha,
+        "condensed_config_sha256": source_params_sha,
         "device": str(dev),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "versions": library_versions(),
     }
     if checkpoint_out:
-        with atomic_path(checkpoint_out) as tmp:
-            torch.save({k: v.detach().cpu() for k, v in student.state_dict().items()}, tmp)
+        state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
+        metrics["checkpoint_sha256"] = save_torch(state, checkpoint_out)
         metrics["checkpoint"] = str(Path(checkpoint_out).name)
     write_json(out_json, metrics)
     return metrics

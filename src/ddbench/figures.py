@@ -7,6 +7,7 @@ paths, so a figure can be redrawn by hand from the CSV tables.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,6 +69,46 @@ def _empty(message: str) -> plt.Figure:
     return fig
 
 
+def _unreadable_text(reason: str) -> str:
+    return f"unreadable: {reason}"
+
+
+def _mark_unreadable(ax: plt.Axes, title: str, reason: str, fontsize: float = 6) -> None:
+    """An empty panel that says why its input could not be drawn (red, so it is not missed)."""
+    import textwrap
+
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_color("tab:red")
+    # wrap to the panel's width (matplotlib's own wrapping uses the figure's width)
+    width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72
+    chars = max(20, int(width_pt / (0.6 * fontsize)) - 2)
+    ax.text(
+        0.5,
+        0.5,
+        textwrap.fill(_unreadable_text(reason), chars),
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=fontsize,
+        color="tab:red",
+    )
+    ax.set_title(title, fontsize=8)
+
+
+def _unreadable_figure(title: str, reason: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    _mark_unreadable(ax, title, reason)
+    return fig
+
+
+def _warn(message: str) -> None:
+    """A `WARNING:` line on stderr (the job's log)."""
+    print(f"WARNING: {message}", file=sys.stderr)
+
+
 # ------------------------------------------------------------------ accuracy
 def plot_accuracy_vs_ipc(
     agg: pd.DataFrame, dataset: str, protocol: str, student: str, svg=None, png=None
@@ -94,12 +135,12 @@ def plot_accuracy_vs_ipc(
             capsize=3,
             lw=1.5,
         )
-    ref = part[part["method"] == REFERENCE]
+    ref = part[part["method"] == REFERENCE].dropna(subset=["accuracy_mean"])
     if len(ref):
         r = ref.iloc[0]
         ax.axhline(r["accuracy_mean"], ls="--", color="0.3", lw=1)
         ax.annotate(
-            f"whole training set ({r['budget']})",
+            f"whole training set ({r.get('budget', '?')})",
             (0.01, r["accuracy_mean"]),
             xycoords=("axes fraction", "data"),
             va="bottom",
@@ -113,10 +154,9 @@ def plot_accuracy_vs_ipc(
     ax.minorticks_off()
     ax.set_xlabel("images per class (IPC)")
     ax.set_ylabel("test accuracy (%, last epoch)")
-    model = cond["student_model"].iloc[0]
-    ax.set_title(
-        f"{dataset} · {protocol} · {student} ({model}) · {cond['budget'].iloc[0]}", fontsize=9
-    )
+    model = cond["student_model"].iloc[0] if "student_model" in cond else "?"
+    budget = cond["budget"].iloc[0] if "budget" in cond else "?"
+    ax.set_title(f"{dataset} · {protocol} · {student} ({model}) · {budget}", fontsize=9)
     ax.legend(fontsize=7, title="method", title_fontsize=7, loc="best")
     save_figure(fig, svg, png)
 
@@ -187,6 +227,10 @@ def plot_accuracy_vs_cost(
     part["ipc"] = part["ipc"].astype(int)
     c = c.assign(ipc=c["ipc"].astype(int))
     data = part.merge(c[["method", "ipc", "construct_s_mean"]], on=["method", "ipc"], how="inner")
+    data = data.dropna(subset=["construct_s_mean", "accuracy_mean"])
+    if data.empty:
+        save_figure(_empty(f"no evaluated set of {dataset} has a construction time"), svg, png)
+        return
     data["IPC"] = data["ipc"].astype(str)
     g = sns.relplot(
         data=data,
@@ -221,6 +265,9 @@ def plot_prdc(quality: pd.DataFrame, dataset: str, svg=None, png=None) -> None:
         save_figure(_empty(f"no quality results for {dataset}"), svg, png)
         return
     present = [m for m in PRDC_METRICS if m in part]
+    if not present:
+        save_figure(_empty(f"no quality metrics in the results of {dataset}"), svg, png)
+        return
     long = part.melt(
         id_vars=["method", "ipc", "seed"], value_vars=present, var_name="metric", value_name="value"
     )
@@ -357,39 +404,58 @@ def plot_tsne(
     overview_png=None,
     n_jobs: int | None = None,
     max_real: int = TSNE_MAX_REAL,
+    unreadable: dict[tuple[str, int], str] | None = None,
 ) -> list[Path]:
-    """t-SNE per IPC (real subsample + every method's set of that IPC): one panel file per set and an overview grid."""
+    """t-SNE per IPC (real subsample + every method's set of that IPC): one panel file per set and an overview grid.
+
+    `unreadable` maps (method, IPC) of sets that could not be read to the reason: each gets a
+    marked empty panel (file and overview cell) and takes no part in the t-SNE fits.
+    """
+    unreadable = dict(unreadable or {})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ipcs = sorted({ipc for _, ipc in sets})
-    methods = sorted({m for m, _ in sets})
+    keys = set(sets) | set(unreadable)
+    if not keys:
+        save_figure(_empty(f"no condensed sets of {dataset} to place"), overview_svg, overview_png)
+        return []
+    ipcs = sorted({ipc for _, ipc in keys})
+    methods = sorted({m for m, _ in keys})
     fig, axes = plt.subplots(
         len(methods), len(ipcs), figsize=(2.6 * len(ipcs), 2.6 * len(methods)), squeeze=False
     )
     written = []
     for j, ipc in enumerate(ipcs):
         group = {m: sets[(m, i)] for (m, i) in sets if i == ipc}
-        real_xy, real_lab, placed = tsne_layout(
-            real_feats, real_labels, group, max_real=max_real, n_jobs=n_jobs
-        )
+        placed = {}
+        if group:
+            real_xy, real_lab, placed = tsne_layout(
+                real_feats, real_labels, group, max_real=max_real, n_jobs=n_jobs
+            )
         for i, method in enumerate(methods):
             ax = axes[i, j]
-            if method not in placed:
+            stem = out_dir / f"{method}_ipc{ipc}"
+            if (method, ipc) in unreadable:
+                reason = unreadable[(method, ipc)]
+                _mark_unreadable(ax, f"{method} · IPC {ipc}", reason)
+                single = _unreadable_figure(f"{dataset} · {method} · IPC {ipc} (t-SNE)", reason)
+            elif method in placed:
+                xy, lab = placed[method]
+                plot_tsne_panel(
+                    ax, real_xy, real_lab, xy, lab, num_classes, f"{method} · IPC {ipc}"
+                )
+                single, sax = plt.subplots(figsize=(4, 4))
+                plot_tsne_panel(
+                    sax,
+                    real_xy,
+                    real_lab,
+                    xy,
+                    lab,
+                    num_classes,
+                    f"{dataset} · {method} · IPC {ipc} (t-SNE)",
+                )
+            else:
                 ax.axis("off")
                 continue
-            xy, lab = placed[method]
-            plot_tsne_panel(ax, real_xy, real_lab, xy, lab, num_classes, f"{method} · IPC {ipc}")
-            single, sax = plt.subplots(figsize=(4, 4))
-            plot_tsne_panel(
-                sax,
-                real_xy,
-                real_lab,
-                xy,
-                lab,
-                num_classes,
-                f"{dataset} · {method} · IPC {ipc} (t-SNE)",
-            )
-            stem = out_dir / f"{method}_ipc{ipc}"
             save_figure(single, f"{stem}.svg", f"{stem}.png")
             written += [Path(f"{stem}.svg"), Path(f"{stem}.png")]
     fig.suptitle(
@@ -399,6 +465,83 @@ def plot_tsne(
     fig.tight_layout()
     save_figure(fig, overview_svg, overview_png)
     return written
+
+
+def _read_set_features(
+    path: str | os.PathLike, method: str, ipc: int, width: int, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of one condensed set's quality file, checked against the real ones."""
+    from .errors import DataFileError
+    from .h5io import open_h5, read_array
+
+    with open_h5(path, "features") as f:
+        found = (str(f.attrs.get("method")), int(f.attrs.get("ipc", -1)))
+        feats = read_array(f, "features", ndim=2, dtype=np.floating).astype(np.float32)
+        labels = read_array(f, "labels", ndim=1, dtype=np.integer).astype(np.int64)
+    if found != (method, ipc):
+        raise DataFileError(f"{path}: holds {found[0]} IPC {found[1]}, expected {method} IPC {ipc}")
+    if len(feats) != len(labels) or not len(feats):
+        raise DataFileError(f"{path}: {len(feats)} feature rows but {len(labels)} labels")
+    if feats.shape[1] != width:
+        raise DataFileError(f"{path}: {feats.shape[1]} features per image, the real ones {width}")
+    if not np.isfinite(feats).all():
+        raise DataFileError(f"{path}: features contain NaN or infinite values")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise DataFileError(f"{path}: labels outside 0..{num_classes - 1}")
+    return feats, labels
+
+
+def write_tsne(
+    features_path: str | os.PathLike,
+    condensed_paths: Sequence[str | os.PathLike],
+    sets: Sequence[tuple[str, int]],
+    dataset: str,
+    out_dir: str | os.PathLike,
+    overview_svg=None,
+    overview_png=None,
+    *,
+    n_jobs: int | None = None,
+    max_real: int = TSNE_MAX_REAL,
+) -> dict:
+    """The t-SNE figures of one dataset from the quality feature files (the figure_tsne job).
+
+    `condensed_paths[i]` is the feature file of set `sets[i]` = (method, IPC). A set file that
+    cannot be read or does not match the real features gets a marked panel and a WARNING line,
+    and the other panels are drawn as usual; an unreadable real-feature file stops the job.
+    """
+    from .errors import DataFileError
+    from .h5io import open_h5, read_array
+
+    with open_h5(features_path, "features") as f:
+        real = read_array(f, "features", ndim=2, dtype=np.floating).astype(np.float32)
+        real_labels = read_array(f, "labels", ndim=1, dtype=np.integer).astype(np.int64)
+    if not len(real) or len(real) != len(real_labels):
+        raise DataFileError(
+            f"{features_path}: {len(real)} feature rows and {len(real_labels)} labels"
+        )
+    num_classes = int(real_labels.max()) + 1
+    loaded, unreadable = {}, {}
+    for path, (method, ipc) in zip(condensed_paths, sets, strict=True):
+        key = (str(method), int(ipc))
+        try:
+            loaded[key] = _read_set_features(path, *key, real.shape[1], num_classes)
+        except (OSError, LookupError, ValueError) as exc:  # DataFileError is a ValueError
+            _warn(f"t-SNE of {key[0]} IPC {key[1]} drawn as an unreadable panel: {exc}")
+            unreadable[key] = str(exc)
+    plot_tsne(
+        real,
+        real_labels,
+        loaded,
+        num_classes,
+        dataset,
+        out_dir,
+        overview_svg,
+        overview_png,
+        n_jobs=n_jobs,
+        max_real=max_real,
+        unreadable=unreadable,
+    )
+    return {"sets": len(loaded), "unreadable": len(unreadable)}
 
 
 # ------------------------------------------------------------------ galleries
@@ -448,10 +591,61 @@ def plot_gallery(
     save_figure(fig, svg, png)
 
 
+def write_galleries(
+    dataset_path: str | os.PathLike,
+    condensed_paths: Sequence[str | os.PathLike],
+    cells: Sequence[tuple[str, int, int]],
+    dataset: str,
+    folder: str | os.PathLike,
+    per_class: int = GALLERY_MAX_PER_CLASS,
+) -> dict:
+    """One gallery per condensed set: `folder/{method}_ipc{ipc}_s{seed}.{svg,png}` (the figure_galleries job).
+
+    `condensed_paths[i]` is the set `cells[i]` = (method, IPC, seed). A set that cannot be
+    read or fails validation against the dataset gets a marked empty panel under its own name
+    (`unreadable: <reason>`) and a WARNING line, so one broken file costs one panel, not the
+    folder. An unreadable dataset file (class names, image shape) stops the job.
+    """
+    from .datasets import load_dataset
+    from .errors import DataFileError
+    from .methods.base import CondensedSet
+
+    data = load_dataset(dataset_path, train_images=False)
+    shape = (data.in_chans, data.image_size, data.image_size)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    unreadable = {}
+    for path, (method, ipc, seed) in zip(condensed_paths, cells, strict=True):
+        stem = folder / f"{method}_ipc{ipc}_s{seed}"
+        title = f"{dataset} · {method} · IPC {ipc} · seed {seed}"
+        try:
+            cset = CondensedSet.load(path, data.num_classes, shape)
+            if (cset.method, cset.ipc) != (method, int(ipc)):
+                raise DataFileError(
+                    f"{path}: holds {cset.method} IPC {cset.ipc}, expected {method} IPC {ipc}"
+                )
+        except (OSError, LookupError, ValueError) as exc:  # DataFileError is a ValueError
+            _warn(f"gallery {stem.name} drawn as an unreadable panel: {exc}")
+            unreadable[stem.name] = str(exc)
+            save_figure(_unreadable_figure(title, str(exc)), f"{stem}.svg", f"{stem}.png")
+            continue
+        shown = min(cset.ipc, per_class)
+        plot_gallery(
+            cset.images,
+            cset.labels,
+            data.classes,
+            f"{title} ({shown} of {cset.ipc} per class)",
+            f"{stem}.svg",
+            f"{stem}.png",
+            per_class=per_class,
+        )
+    return {"panels": len(cells), "unreadable": unreadable}
+
+
 # ------------------------------------------------------------------ studies
 def plot_teacher_student(ts: pd.DataFrame, dataset: str, svg=None, png=None) -> None:
     """Heatmap per IPC: rows protocol (teachers), columns students, accuracy averaged over methods."""
-    part = ts[ts["dataset"] == dataset]
+    part = ts[ts["dataset"] == dataset].dropna(subset=["accuracy_mean"])
     if part.empty:
         save_figure(_empty(f"no teacher-label evaluations for {dataset}"), svg, png)
         return
@@ -506,6 +700,10 @@ def plot_budget_curves(
         save_figure(_empty(f"no budget sweep for {dataset}"), svg, png)
         return
     data["full-set epochs"] = data["protocol"].map(budgets)
+    data = data.dropna(subset=["full-set epochs", "accuracy_mean"])
+    if data.empty:
+        save_figure(_empty(f"no budget sweep of {dataset} has evaluations and budgets"), svg, png)
+        return
     data["IPC"] = data["ipc"].astype(int)
     g = sns.relplot(
         data=data,

@@ -89,8 +89,25 @@ def _fault_pause(path: Path, tmp: Path) -> None:
         time.sleep(float(os.environ.get("DDBENCH_FAULT_PAUSE_SECONDS", "30")))
 
 
+CONTENT_KEY = "content_sha256"
+
+
+def json_content_sha256(obj: dict) -> str:
+    """SHA-256 of a JSON object's content, its own `content_sha256` field left out.
+
+    Computed on the JSON text's canonical form (sorted keys, no spaces), so it is the same
+    before writing and after reading back.
+    """
+    body = {k: v for k, v in obj.items() if k != CONTENT_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON atomically."""
+    """Write JSON atomically; an object gets `content_sha256` of its content (see verify)."""
+    if isinstance(obj, dict):
+        obj = json.loads(json.dumps(obj, default=_json_default))  # numpy scalars -> JSON types
+        obj[CONTENT_KEY] = json_content_sha256(obj)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
@@ -103,6 +120,16 @@ def _json_default(obj: Any):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def folder_manifest(folder: str | os.PathLike, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file below `folder` (recorded so `verify` can check it)."""
+    folder = Path(folder)
+    return {
+        p.relative_to(folder).as_posix(): file_sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).as_posix() not in skip
+    }
 
 
 def write_h5(
@@ -128,11 +155,62 @@ def write_h5(
             f.attrs["seed"] = -1 if seed is None else int(seed)
             for key, value in (attrs or {}).items():
                 f.attrs[key] = _attr_value(value)
-            for name, array in datasets.items():
-                array = np.asarray(array)
+            digest = _ContentDigest()
+            for name in sorted(datasets):
+                array = np.asarray(datasets[name])
                 big = compress and array.size > 4096
                 opts = {"compression": "gzip", "compression_opts": 4} if big else {}
                 f.create_dataset(name, data=array, **opts)
+                digest.add(name, array)
+            f.attrs[CONTENT_KEY] = digest.hexdigest()
+
+
+class _ContentDigest:
+    """SHA-256 over datasets in name order: name, dtype, shape, then the C-order bytes."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def add(self, name: str, array, chunk_rows: int | None = None) -> None:
+        """Add one dataset (a NumPy array or an h5py dataset, read in row blocks)."""
+        shape = tuple(int(d) for d in array.shape)
+        dtype = np.dtype(array.dtype)
+        self._h.update(f"{name.strip('/')}\0{dtype.str}\0{shape}\n".encode())
+        if not shape or shape[0] == 0:
+            if shape == ():
+                self._h.update(np.ascontiguousarray(array[()], dtype=dtype).tobytes())
+            return
+        row_bytes = max(1, dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64)))
+        step = chunk_rows or max(1, (64 << 20) // row_bytes)  # about 64 MB a block
+        for start in range(0, shape[0], step):
+            block = np.ascontiguousarray(array[start : start + step], dtype=dtype)
+            self._h.update(memoryview(block).cast("B"))
+
+    def hexdigest(self) -> str:
+        """The digest so far."""
+        return self._h.hexdigest()
+
+
+def h5_content_sha256(path: str | os.PathLike) -> tuple[str | None, str]:
+    """(recorded, recomputed) content SHA-256 of a ddbench HDF5 file.
+
+    Recorded is None for files written before content hashes existed. Reads every dataset
+    in blocks, so memory stays bounded; raises DataFileError if the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            names: list[str] = []
+            f.visititems(lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) else None)
+            digest = _ContentDigest()
+            for name in sorted(names):
+                digest.add(name, f[name])
+            recorded = f.attrs.get(CONTENT_KEY)
+    except OSError as exc:
+        raise DataFileError(
+            f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}"
+        ) from None
+    return (None if recorded is None else str(decode_attr(recorded))), digest.hexdigest()
 
 
 def _attr_value(value: Any):
@@ -150,10 +228,10 @@ def _attr_value(value: Any):
 def read_attrs(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     """Open `path`, check its `format` against `kind`, return its root attributes."""
     with open_h5(path, kind) as f:
-        return {k: _decode(v) for k, v in f.attrs.items()}
+        return {k: decode_attr(v) for k, v in f.attrs.items()}
 
 
-def _decode(value: Any):
+def decode_attr(value: Any):
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(value, np.ndarray):
@@ -176,7 +254,7 @@ def open_h5(path: str | os.PathLike, kind: str):
             f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}"
         ) from None
     try:
-        found = _decode(f.attrs.get("format", ""))
+        found = decode_attr(f.attrs.get("format", ""))
         want = FORMATS[kind]
         if found != want:
             raise DataFileError(

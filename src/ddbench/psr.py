@@ -34,6 +34,7 @@ import sys
 
 import numpy as np
 
+from .errors import check_finite_loss
 from .h5io import DataFileError, open_h5, read_array, write_h5
 
 POOL_KEYS = ("prior", "m", "max_ipc", "guidance_scale", "steps", "pool_seed")
@@ -267,12 +268,15 @@ def refine_latents(
         prox = ((z - z0) ** 2).flatten(1).sum(1).mean() / dim
         return kl + lam * prox, kl, x
 
-    for _ in tqdm(range(int(steps)), desc="refine", file=sys.stderr, mininterval=2.0):
+    for step in tqdm(range(int(steps)), desc="refine", file=sys.stderr, mininterval=2.0):
         opt.zero_grad()
         total, kl, _ = loss_terms()
         total.backward()
         opt.step()
         history.append((float(total.detach()), float(kl.detach())))
+        check_finite_loss(
+            history[-1][0], what="psr refinement", step=step + 1, hint="lower the refinement lr"
+        )
     with torch.no_grad():
         total, kl, x = loss_terms()
     history.append((float(total), float(kl)))

@@ -316,6 +316,7 @@ def compute_quality(
         },
         "config_sha256": config_sha256(params),
         "condensed_sha256": file_sha256(condensed_path),
+        "condensed_config_sha256": cset.config_sha256,
     }
     write_json(out_json, result)
     write_h5(

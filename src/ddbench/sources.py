@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import builtins
+import codecs
 import gzip
 import hashlib
+import importlib
 import io
 import os
 import pickle
 import struct
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .errors import SourceError  # re-exported: callers import it from here
 
 LOADER_KINDS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
 
@@ -63,6 +71,9 @@ CIFAR_LAYOUT = {
 }
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# Largest image (width x height) any reader decodes: PIL's default decompression-bomb limit,
+# applied here explicitly so that it holds whatever PIL.Image.MAX_IMAGE_PIXELS is set to.
+MAX_IMAGE_PIXELS = 89_478_485
 IMAGEFOLDER_LAYOUT = (
     "expected layout: <path>/train/<class>/<image> and <path>/val/<class>/<image> "
     "(or <path>/test/<class>/<image>), one sub-folder per class, images in "
@@ -86,9 +97,6 @@ class RawData:
     def num_classes(self) -> int:
         """Number of classes."""
         return len(self.classes)
-
-
-from .errors import SourceError  # noqa: E402  (re-exported)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -195,15 +203,20 @@ def _check_result(
 # --------------------------------------------------------------------------- digits
 
 
-def _digits_split(spec: dict):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
+def _digits_fraction(spec: dict) -> float:
     fraction = spec.get("test_fraction", 0.25)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
         raise SourceError(f"digits: test_fraction must be a number in (0, 1), got {fraction!r}")
     if not 0 < fraction < 1:
         raise SourceError(f"digits: test_fraction must be in (0, 1), got {fraction!r}")
+    return fraction
+
+
+def _digits_split(spec: dict):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    fraction = _digits_fraction(spec)
     bunch = load_digits()
     labels = np.asarray(bunch.target, dtype=np.int64)
     try:
@@ -371,12 +384,73 @@ def _cifar_folder(spec: dict) -> Path:
     return folder
 
 
+# The only globals a CIFAR python batch refers to. The official files were written by Python 2
+# cPickle: dicts, lists, strings and ints, plus NumPy arrays, which pickle as
+# numpy.core.multiarray._reconstruct(numpy.ndarray, ...) with a numpy.dtype state. Files pickled
+# again under Python 3 may also name numpy._core (NumPy 2), numpy scalars, _frombuffer
+# (protocol 5), _codecs.encode (bytes under protocols 0-2) and a few builtin containers.
+_PICKLE_BUILTINS = frozenset({"set", "frozenset", "bytearray", "complex"})
+_PICKLE_NUMPY_CORE = frozenset(
+    {("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")}
+)
+
+
+def _numpy_core_global(submodule: str, name: str):
+    """numpy._core.<submodule>.<name> (NumPy 2) or numpy.core.<submodule>.<name> (NumPy 1)."""
+    for module in (f"numpy._core.{submodule}", f"numpy.core.{submodule}"):
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+def _allowed_pickle_global(module: str, name: str):
+    """The object a CIFAR batch may name as module.name, or None when it is not allowed."""
+    if module in ("builtins", "__builtin__") and name in _PICKLE_BUILTINS:
+        return getattr(builtins, name)
+    if module == "_codecs" and name == "encode":
+        return codecs.encode
+    if module == "numpy" and name in ("ndarray", "dtype"):
+        return getattr(np, name)
+    for prefix in ("numpy._core.", "numpy.core."):
+        if module.startswith(prefix) and (module[len(prefix) :], name) in _PICKLE_NUMPY_CORE:
+            return _numpy_core_global(module[len(prefix) :], name)
+    return None
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the globals of a CIFAR batch; any other raises SourceError.
+
+    Unpickling calls whatever callables the file names, so refusing every other global keeps
+    a planted file from running code (os.system, eval, subprocess, ...).
+    """
+
+    def __init__(self, fh, path: Path):
+        super().__init__(fh, encoding="bytes")
+        self._path = path
+
+    def find_class(self, module: str, name: str):
+        found = _allowed_pickle_global(module, name)
+        if found is None:
+            raise SourceError(
+                f"{self._path}: refused to unpickle global {module}.{name} (a CIFAR python "
+                "batch holds only dicts, lists, strings, numbers and NumPy arrays)"
+            )
+        return found
+
+    def persistent_load(self, pid):
+        raise SourceError(f"{self._path}: refused to unpickle a persistent id (not a CIFAR batch)")
+
+
 def _unpickle(path: Path) -> dict:
-    # The CIFAR archives are distributed as Python pickles, so reading them means unpickling.
-    # Only files inside the folder configured for this dataset are ever unpickled.
+    # The CIFAR archives are distributed as Python pickles, so reading them means unpickling;
+    # _CifarUnpickler admits only the globals such a file needs (see above).
     try:
         with open(path, "rb") as fh:
-            obj = pickle.load(fh, encoding="bytes")
+            obj = _CifarUnpickler(fh, path).load()
+    except SourceError:
+        raise
     except Exception as exc:  # any unpickling failure means the file is not a CIFAR batch
         raise SourceError(f"{path}: cannot unpickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, dict):
@@ -459,17 +533,14 @@ def _list_dirs(folder: Path) -> list[str]:
         return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
 
 
-def _imagefolder_layout(
-    spec: dict,
-) -> tuple[Path, list[str], list[str], dict[str, list[list[Path]]]]:
-    """Resolve folders and class order; return (root, folders, names, {split: files per class})."""
+def _imagefolder_splits(spec: dict, *, diagnose: bool) -> tuple[Path, Path, Path]:
+    """(root, train folder, val or test folder); `diagnose` lists the root to explain a miss."""
     root = _path_option(spec)
     if not root.is_dir():
         raise SourceError(f"imagefolder: folder {root} does not exist; {IMAGEFOLDER_LAYOUT}")
     train_dir = root / "train"
     if not train_dir.is_dir():
-        subdirs = _list_dirs(root)
-        if any(_list_images(root / d) for d in subdirs):
+        if diagnose and any(_list_images(root / d) for d in _list_dirs(root)):
             raise SourceError(
                 f"imagefolder: {root} holds class folders directly but no train/ folder; "
                 f"{IMAGEFOLDER_LAYOUT}"
@@ -478,7 +549,14 @@ def _imagefolder_layout(
     test_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
     if test_dir is None:
         raise SourceError(f"imagefolder: {root} has no val/ or test/ folder; {IMAGEFOLDER_LAYOUT}")
+    return root, train_dir, test_dir
 
+
+def _imagefolder_layout(
+    spec: dict,
+) -> tuple[Path, list[str], list[str], dict[str, list[list[Path]]]]:
+    """Resolve folders and class order; return (root, folders, names, {split: files per class})."""
+    root, train_dir, test_dir = _imagefolder_splits(spec, diagnose=True)
     present = _list_dirs(train_dir)
     chosen = spec.get("classes")
     if chosen is None:
@@ -549,10 +627,43 @@ def _channels_option(spec: dict) -> int:
     return int(channels)
 
 
+@contextmanager
+def open_image(
+    path: Path, data: bytes | None = None, *, error: type[Exception] = SourceError, where: str = ""
+) -> Iterator[Image.Image]:
+    """PIL image of `path` (or of `data`, read from it), refused over MAX_IMAGE_PIXELS.
+
+    The size is checked from the header before any pixel is decoded; PIL's own bomb warning
+    and error are raised as `error` too. Messages start with `where` and name the file.
+    """
+    cap = MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data) if data is not None else path)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise error(
+                f"{where}{path}: image too large to decode ({exc}); the cap is {cap} pixels"
+            ) from None
+        with img:
+            w, h = img.size
+            if w * h > cap:
+                raise error(
+                    f"{where}{path}: image is {w}x{h} ({w * h} pixels), over the cap of {cap} "
+                    "pixels (MAX_IMAGE_PIXELS, a guard against decompression bombs)"
+                )
+            try:
+                yield img
+            except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+                raise error(
+                    f"{where}{path}: image too large to decode ({exc}); the cap is {cap} pixels"
+                ) from None
+
+
 def _decode_image(path: Path, data: bytes, size: int, mode: str) -> np.ndarray:
     """Decode, convert to `mode`, resize the shorter side to `size` (bicubic), centre-crop."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(path, data, where="imagefolder: ") as img:
             img = img.convert(mode)
             w, h = img.size
             if (w, h) != (size, size):
@@ -562,7 +673,9 @@ def _decode_image(path: Path, data: bytes, size: int, mode: str) -> np.ndarray:
                 left, top = (nw - size) // 2, (nh - size) // 2
                 img = img.crop((left, top, left + size, top + size))
             array = np.asarray(img, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except SourceError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:
         raise SourceError(f"imagefolder: cannot read image {path} ({exc})") from exc
     return array.reshape(size, size, -1)
 
@@ -624,9 +737,35 @@ def _kind(spec: dict) -> str:
     return kind
 
 
-def check_source(spec: dict) -> dict:
-    """Cheaply check that a configured source exists; return num_classes, min_train_per_class, classes."""
+def _check_layout(spec: dict, kind: str) -> dict:
+    """Options and top-level layout only: no data file is opened, no class folder listed."""
+    _cap_option(spec, "max_train_per_class")
+    _cap_option(spec, "max_test_per_class")
+    if kind == "digits":
+        _digits_fraction(spec)
+    elif kind == "fashion_mnist":
+        _fashion_files(spec)
+    elif kind in CIFAR_LAYOUT:
+        _cifar_folder(spec)
+    else:
+        _image_size_option(spec)
+        _channels_option(spec)
+        _imagefolder_splits(spec, diagnose=False)
+    return {"num_classes": None, "min_train_per_class": None, "classes": None}
+
+
+def check_source(spec: dict, *, read_files: bool = True) -> dict:
+    """Check that a configured source exists; return num_classes, min_train_per_class, classes.
+
+    With read_files=True the labels (or CIFAR meta file, or class folders) are read to fill in
+    the counts. With read_files=False only the options and the top-level layout are checked
+    (the expected files or split folders exist; nothing is opened or unpickled, no class folder
+    is listed) and every value of the result is None: cheap enough to run while the workflow's
+    DAG is built.
+    """
     kind = _kind(spec)
+    if not read_files:
+        return _check_layout(spec, kind)
     if kind == "digits":
         return _check_digits(spec)
     if kind == "fashion_mnist":

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .h5io import atomic_path
+from .h5io import CONTENT_KEY, DataFileError, atomic_path, json_content_sha256
+from .targets import check_identity
 
 CELL = ["dataset", "protocol", "student", "method", "ipc"]
 REFERENCE = "full_train"
@@ -48,46 +49,95 @@ def _records(paths: list[str | os.PathLike]):
     """Yield one dict per result: a JSON file, or each line of a collected `.jsonl` file.
 
     Every record carries `path`, the result file it came from (collected lines keep theirs).
+    A JSON file is checked as `load_result` checks it.
     """
     for p in paths:
         if str(p).endswith(".jsonl"):
             with open(p) as fh:
-                for line in fh:
+                for n, line in enumerate(fh, 1):
                     if line.strip():
-                        yield json.loads(line)
+                        try:
+                            yield json.loads(line)
+                        except json.JSONDecodeError as exc:
+                            raise DataFileError(
+                                f"{p}: line {n} is not valid JSON ({exc})"
+                            ) from None
         else:
-            with open(p) as fh:
-                record = json.load(fh)
-            record["path"] = str(p)
-            yield record
+            yield load_result(p)
+
+
+def load_result(path: str | os.PathLike) -> dict:
+    """Read one result JSON (evaluation or quality) and check that it is what its path says.
+
+    Refused with DataFileError naming the file: invalid JSON, content edited after it was
+    written (its `content_sha256` no longer matches), or a recorded dataset / protocol /
+    student / method / IPC / seed other than the path's (a copied or moved file).
+    """
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: not valid JSON (truncated or corrupt?): {exc}") from None
+    if not isinstance(record, dict):
+        raise DataFileError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    if CONTENT_KEY in record and json_content_sha256(record) != record[CONTENT_KEY]:
+        raise DataFileError(
+            f"{path}: content changed after it was written (content_sha256 does not match); "
+            "delete it and let the workflow rebuild it"
+        )
+    check_identity(path, record)
+    record["path"] = str(path)
+    return record
+
+
+def refuse_duplicates(records: list[dict], keys: list[str], what: str) -> None:
+    """DataFileError when two records claim the same (cell, seed): one of them is misfiled."""
+    seen: dict[tuple, str] = {}
+    for r in records:
+        key = tuple(r.get(k) for k in keys)
+        if key in seen:
+            cell = ", ".join(f"{k}={v}" for k, v in zip(keys, key, strict=True))
+            raise DataFileError(
+                f"two {what} records for one cell and seed ({cell}): {seen[key]} and "
+                f"{r.get('path', '?')}; one of them was copied or moved, delete it and rerun"
+            )
+        seen[key] = str(r.get("path", "?"))
+
+
+EVAL_KEYS = [*CELL, "seed"]
+QUALITY_KEYS = ["dataset", "method", "ipc", "seed"]
 
 
 def collect_results(paths: list[str | os.PathLike], out: str | os.PathLike) -> int:
     """Gather result files into one JSON-lines file (atomically); returns the record count.
 
-    JSON results become their object plus `path`; Snakemake benchmark TSVs become
-    `{"path", "s", "max_rss"}` of their last line. The tables read either form, so the
-    aggregate rules depend on one collected file per dataset instead of thousands of results.
+    JSON results become their object plus `path` (each checked by `load_result`; two for one
+    cell and seed are refused); Snakemake benchmark TSVs become `{"path", "s", "max_rss"}` of
+    their last line. The tables read either form, so the aggregate rules depend on one
+    collected file per dataset instead of thousands of results.
     """
-    n = 0
+    records, results = [], []
+    for p in paths:
+        if str(p).endswith(".tsv"):
+            (record,) = _benchmark_records([p])
+        else:
+            record = load_result(p)
+            results.append(record)
+        records.append(record)
+    refuse_duplicates([r for r in results if "accuracy" in r], EVAL_KEYS, "evaluation")
+    refuse_duplicates([r for r in results if "accuracy" not in r], QUALITY_KEYS, "quality")
     with atomic_path(out) as tmp, open(tmp, "w") as fh:
-        for p in paths:
-            if str(p).endswith(".tsv"):
-                (record,) = _benchmark_records([p])
-            else:
-                with open(p) as src:
-                    record = json.load(src)
-                record["path"] = str(p)
+        for record in records:
             fh.write(json.dumps(record) + "\n")
-            n += 1
-    return n
+    return len(records)
 
 
 def read_metrics(paths: list[str | os.PathLike]) -> pd.DataFrame:
     """One row per evaluation (JSON files or collected `.jsonl` files)."""
     rows = list(_records(paths))
     if not rows:
-        return pd.DataFrame(columns=[*CELL, "seed", "accuracy"])
+        return pd.DataFrame(columns=[*CELL, "seed", "accuracy", "student_model", "budget"])
+    refuse_duplicates(rows, EVAL_KEYS, "evaluation")
     df = pd.DataFrame(rows)
     df["ipc"] = df["ipc"].astype("Int64")
     return df
@@ -120,8 +170,8 @@ def mark_provenance(df: pd.DataFrame, config: dict) -> pd.DataFrame:
     df["provenance_issues"] = (
         [
             "; ".join(eval_provenance(config, row._asdict(), row.path, expected))
-            for row in df[
-                [
+            for row in df.reindex(
+                columns=[
                     "method",
                     "protocol",
                     "student",
@@ -130,9 +180,10 @@ def mark_provenance(df: pd.DataFrame, config: dict) -> pd.DataFrame:
                     "config_sha256",
                     "versions",
                     "condensed_sha256",
+                    "condensed_config_sha256",
                     "path",
                 ]
-            ].itertuples(index=False)
+            ).itertuples(index=False)
         ]
         if len(df)
         else []
@@ -148,7 +199,9 @@ def _std(s: pd.Series) -> float:
 def read_quality(paths: list[str | os.PathLike]) -> pd.DataFrame:
     """One row per quality JSON (class-averaged values; null -> NaN)."""
     drop = ("per_class", "definitions", "path")
-    rows = [{k: v for k, v in q.items() if k not in drop} for q in _records(paths)]
+    records = list(_records(paths))
+    refuse_duplicates(records, QUALITY_KEYS, "quality")
+    rows = [{k: v for k, v in q.items() if k not in drop} for q in records]
     df = pd.DataFrame(rows)
     if len(df):
         df["ipc"] = df["ipc"].astype("Int64")
@@ -249,7 +302,11 @@ def _cell_text(mean, std, digits: int, pm: str) -> str:
     m = _fmt_num(mean, digits)
     if not m:
         return ""
-    if std is not None and not pd.isna(std) and abs(float(std)) <= 1e-9 * max(1.0, abs(float(mean))):
+    if (
+        std is not None
+        and not pd.isna(std)
+        and abs(float(std)) <= 1e-9 * max(1.0, abs(float(mean)))
+    ):
         std = 0.0  # identical values across seeds: rounding noise of the std, not a spread
     s = _fmt_num(std, digits) if std is not None else ""
     return f"{m}{pm}{s}" if s else m
@@ -935,6 +992,14 @@ def cost_table(bench: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
             .reset_index()
         )
     cond = metrics[metrics["method"] != REFERENCE] if len(metrics) else metrics
+    cond = cond.reindex(  # records of other ddbench versions may lack a cost field
+        columns=[
+            *cond.columns,
+            *sorted(
+                {"soft_label_bytes", "teacher_forward_images", "wall_time_s"} - set(cond.columns)
+            ),
+        ]
+    )
     if len(cond):
         per_proto = (
             cond.groupby([*keys, "protocol"], sort=True)

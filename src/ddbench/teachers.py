@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import time
 from pathlib import Path
@@ -58,7 +60,7 @@ def train_teacher(
     acc = accuracy(
         model.cpu(), torch.from_numpy(data.test_float()), torch.from_numpy(data.test_labels)
     )
-    save_checkpoint(model, spec, data, out_pt)
+    weights_sha = save_checkpoint(model, spec, data, out_pt)
     summary = {
         "teacher": name,
         "dataset": data.name,
@@ -71,6 +73,8 @@ def train_teacher(
         "images_per_s": result.images_per_s,
         "peak_rss_mb": peak_rss_mb(),
         "config_sha256": config_sha256(spec),
+        "weights_file": Path(out_pt).name,
+        "weights_sha256": weights_sha,
         "versions": library_versions(),
     }
     write_json(out_json, summary)
@@ -93,10 +97,8 @@ def make_model(spec: dict, data: ImageData) -> Classifier:
     )
 
 
-def save_checkpoint(
-    model: Classifier, spec: dict, data: ImageData, path: str | os.PathLike
-) -> None:
-    """Save weights and the architecture description, atomically."""
+def save_checkpoint(model: Classifier, spec: dict, data: ImageData, path: str | os.PathLike) -> str:
+    """Save weights and the architecture description atomically; returns the file's SHA-256."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "model": spec["model"],
@@ -106,8 +108,22 @@ def save_checkpoint(
         "image_size": data.image_size,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    return save_torch(payload, path)
+
+
+def save_torch(payload: dict, path: str | os.PathLike) -> str:
+    """`torch.save` atomically and byte-reproducibly; returns the file's SHA-256.
+
+    Saving to a file path names the archive's entries after the (random) temporary file,
+    so two identical runs would differ in bytes; saving through a buffer names them
+    `archive/…` always.
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_teacher(path: str | os.PathLike, data: ImageData) -> Classifier:

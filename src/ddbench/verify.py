@@ -10,8 +10,7 @@ other parameters or another ddbench version), foreign (no target of this config)
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from dataclasses import replace as dc_replace
 from pathlib import Path
 
@@ -19,8 +18,19 @@ import h5py
 
 from . import __version__
 from .config import excluded, grid
-from .h5io import FORMATS, config_sha256, file_sha256
+from .h5io import (
+    CONTENT_KEY,
+    FORMATS,
+    DataFileError,
+    config_sha256,
+    decode_attr,
+    file_sha256,
+    h5_content_sha256,
+    json_content_sha256,
+)
+from .priors import PRIOR_JSON
 from .protocols import resolve_protocol
+from .targets import Target, identity_mismatch, parse_target, target_path
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,7 @@ class Finding:
     """One file's provenance status."""
 
     path: str
-    status: str  # ok | stale | foreign | corrupt | missing
+    status: str  # ok | stale | foreign | misfiled | corrupt | missing
     reason: str = ""
 
 
@@ -139,83 +149,209 @@ def eval_provenance(
         issues.append(f"evaluation made by ddbench {version}, current is {__version__}")
     if reference:
         return issues
-    eval_path = Path(eval_path)
-    results = eval_path.parents[5]  # .../results/{dataset}
-    rel = f"condensed/{method}/ipc{metrics.get('ipc')}/s{metrics.get('seed')}.h5"
-    cset = results / rel
+    target = parse_target(eval_path)
+    if target is None or target.kind != "eval":
+        return [*issues, f"{eval_path} is not an evaluation path of the workflow"]
+    rel = target_path(
+        "condensed", dataset=target.dataset, method=target.method, ipc=target.ipc, seed=target.seed
+    )
+    text = Path(eval_path).as_posix()
+    cset = Path(text[: len(text) - len(target.path)] + rel)  # beside it, in its working dir
+    shown = rel.split("/", 2)[2]  # condensed/{method}/ipc{ipc}/s{seed}.h5
     if not cset.is_file():
-        return [*issues, f"condensed set {rel} is missing"]
+        return [*issues, f"condensed set {shown} is missing"]
     if metrics.get("condensed_sha256") != file_sha256(cset):
-        issues.append(f"condensed set {rel} changed after this evaluation")
+        issues.append(f"condensed set {shown} changed after this evaluation")
     expected = expected_hashes(config) if expected is None else expected
-    key = f"results/{results.name}/{rel}"
     try:
         sha, _ = _read_provenance(cset)
     except ValueError as exc:
-        return [*issues, f"condensed set {rel}: {exc}"]
-    if key not in expected:
+        return [*issues, f"condensed set {shown}: {exc}"]
+    if rel not in expected:
         issues.append(f"method {method!r} is not in the current config")
-    elif sha != expected[key]:
-        issues.append(f"condensed set {rel} made from other method parameters")
+    elif sha != expected[rel]:
+        issues.append(f"condensed set {shown} made from other method parameters")
+    trained_on = metrics.get("condensed_config_sha256")
+    if isinstance(trained_on, str) and rel in expected and trained_on != expected[rel]:
+        issues.append("evaluation trained on a set made from other method parameters")
     return issues
 
 
 def _read_provenance(path: Path) -> tuple[str | None, str | None]:
     """(config_sha256, ddbench_version) of a result file; raises ValueError if unreadable."""
+    record = _read_record(path)
+    version = record.get("ddbench_version") or (record.get("versions") or {}).get("ddbench")
+    sha = record.get("config_sha256")
+    return (None if sha is None else str(sha)), (None if version is None else str(version))
+
+
+def _read_record(path: Path) -> dict:
+    """The fields a result file records about itself: HDF5 root attributes or the JSON object."""
     if path.suffix == ".h5":
         try:
             with h5py.File(path, "r") as f:
-                fmt = f.attrs.get("format")
-                if fmt not in FORMATS.values():
-                    raise ValueError(f"format {fmt!r} is not a ddbench format")
-                return str(f.attrs.get("config_sha256")), str(f.attrs.get("ddbench_version"))
+                attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
         except OSError as exc:
             raise ValueError(f"not a readable HDF5 file: {exc}") from None
+        if attrs.get("format") not in FORMATS.values():
+            raise ValueError(f"format {attrs.get('format')!r} is not a ddbench format")
+        if "dataset" not in attrs and "name" in attrs:  # a prepared dataset names itself `name`
+            attrs["dataset"] = attrs["name"]
+        return attrs
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"not valid JSON: {exc}") from None
-    version = data.get("versions", {}).get("ddbench")
-    return data.get("config_sha256"), version
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return data
 
 
-_CHECKED = re.compile(
-    r"(resources/datasets/.*\.h5|results/[^/]+/(teachers/.*\.json|features/.*\.h5|scores/.*\.h5|condensed/.*\.h5|eval/.*\.json))$"
+def _content_problem(path: Path, target: Target, record: dict, workdir: Path) -> tuple[str, str]:
+    """("", "") when the bytes are those written; else (status, reason)."""
+    if path.suffix == ".h5":
+        try:
+            recorded, actual = h5_content_sha256(path)
+        except DataFileError as exc:
+            return "corrupt", str(exc)
+        except (OSError, KeyError, ValueError) as exc:  # a dataset that cannot be read back
+            return "corrupt", f"cannot read its data: {exc}"
+    elif path.suffix == ".json":
+        recorded = record.get(CONTENT_KEY)
+        actual = json_content_sha256(record)
+    else:  # a checkpoint: its hash is recorded by the JSON written beside it
+        sidecar, key = _checkpoint_sidecar(target, workdir)
+        if not sidecar.is_file():
+            return "stale", f"{sidecar.relative_to(workdir)} that records its hash is missing"
+        try:
+            recorded = _read_record(sidecar).get(key)
+        except ValueError:
+            return "stale", f"{sidecar.relative_to(workdir)} that records its hash is unreadable"
+        actual = file_sha256(path)
+    if recorded is None:
+        return "stale", "no content hash recorded (written by an older ddbench): rebuild it"
+    if recorded != actual:
+        return "corrupt", "content differs from what was written (truncated or edited)"
+    return "", ""
+
+
+def _checkpoint_sidecar(target: Target, workdir: Path) -> tuple[Path, str]:
+    if target.kind == "teacher":
+        info = target_path("teacher_info", dataset=target.dataset, name=target.name)
+        return workdir / info, "weights_sha256"
+    kind = "reference" if target.kind == "reference_checkpoint" else "eval"
+    fields = {k: v for k, v in asdict(target).items() if k not in ("kind", "name")}
+    if kind == "reference":
+        fields.pop("method", None)
+    return workdir / target_path(kind, **fields), "checkpoint_sha256"
+
+
+def _check_prior(folder: Path) -> tuple[str, str]:
+    """A prior folder against the file manifest its prior.json records."""
+    meta = folder / PRIOR_JSON
+    try:
+        info = _read_record(meta)
+    except (ValueError, FileNotFoundError) as exc:
+        return "corrupt", f"{PRIOR_JSON}: {exc}"
+    manifest = info.get("files")
+    if not isinstance(manifest, dict):
+        return "stale", "no file manifest recorded (written by an older ddbench): rebuild it"
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {
+        PRIOR_JSON
+    }
+    missing = sorted(set(manifest) - present)
+    if missing:
+        return "corrupt", f"files missing: {', '.join(missing[:5])}"
+    changed = sorted(rel for rel, sha in manifest.items() if file_sha256(folder / rel) != sha)
+    if changed:
+        return "corrupt", f"files changed since written: {', '.join(changed[:5])}"
+    return "", ""
+
+
+_EXPECTED_KINDS = (
+    "dataset",
+    "teacher_info",
+    "features",
+    "scores",
+    "condensed",
+    "eval",
+    "reference",
 )
 
 
+def _check_one(
+    path: Path, rel: str, target: Target, expected: dict[str, str], workdir: Path
+) -> Finding:
+    if target.kind in _EXPECTED_KINDS and rel not in expected:
+        return Finding(rel, "foreign", "no target of this config produces it")
+    if target.kind == "prior":
+        status, reason = _check_prior(path)
+        return Finding(rel, status or "ok", reason)
+    try:
+        record = _read_record(path) if path.suffix in (".h5", ".json") else {}
+    except ValueError as exc:
+        return Finding(rel, "corrupt", str(exc))
+    status, reason = _content_problem(path, target, record, workdir)
+    if status == "corrupt":
+        return Finding(rel, status, reason)
+    wrong = identity_mismatch(rel, record) if record else []
+    if wrong:
+        return Finding(rel, "misfiled", "not what its path says: " + "; ".join(wrong))
+    if status:
+        return Finding(rel, status, reason)
+    if rel in expected:
+        sha = record.get("config_sha256")
+        version = record.get("ddbench_version") or (record.get("versions") or {}).get("ddbench")
+        if sha != expected[rel]:
+            return Finding(rel, "stale", "made from other parameters than the current config")
+        if version is not None and version != __version__:
+            return Finding(rel, "stale", f"made by ddbench {version}, current is {__version__}")
+    return Finding(rel, "ok")
+
+
+def _result_paths(workdir: Path):
+    """(path, relative path, target) of every result file and prior folder under `workdir`."""
+    for root in ("resources", "results"):
+        base = workdir / root
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*")):
+            rel = path.relative_to(workdir).as_posix()
+            target = parse_target(rel)
+            if target is None or (target.kind == "prior") != path.is_dir():
+                continue
+            if "/priors/" in rel and target.kind != "prior":
+                continue  # a file inside a prior folder: checked with its folder
+            yield path, rel, target
+
+
 def verify_results(config: dict, workdir: str | Path = ".") -> list[Finding]:
-    """Provenance status of every result file under `workdir` (and of missing targets)."""
+    """Provenance and integrity of every result file under `workdir` (and of missing targets).
+
+    Each file is checked for: readability and format; its content against the hash recorded
+    when it was written (HDF5 `content_sha256` attribute, JSON `content_sha256` field, a
+    checkpoint's hash in the JSON beside it, a prior folder's file manifest); its recorded
+    dataset / method / IPC / seed / protocol / student against its path; and, for targets of
+    this config, the parameters' hash and the ddbench version.
+    Statuses: ok, stale (other parameters or version, or no hash recorded), foreign (no target
+    of this config), misfiled (not what its path says), corrupt (unreadable, or its bytes
+    changed since written), missing.
+    """
     workdir = Path(workdir)
     expected = expected_hashes(config)
     findings: list[Finding] = []
     seen = set()
-    files = sorted(
-        p for root in ("resources", "results") for p in (workdir / root).rglob("*") if p.is_file()
-    )
-    for path in files:
-        rel = path.relative_to(workdir).as_posix()
-        if not _CHECKED.search(rel):
-            continue
+    for path, rel, target in _result_paths(workdir):
         seen.add(rel)
-        if rel not in expected:
-            findings.append(Finding(rel, "foreign", "no target of this config produces it"))
-            continue
-        try:
-            sha, version = _read_provenance(path)
-        except ValueError as exc:
-            findings.append(Finding(rel, "corrupt", str(exc)))
-            continue
-        if sha != expected[rel]:
-            findings.append(
-                Finding(rel, "stale", "made from other parameters than the current config")
-            )
-        elif version is not None and version != __version__:
-            findings.append(
-                Finding(rel, "stale", f"made by ddbench {version}, current is {__version__}")
-            )
-        else:
-            findings.append(Finding(rel, "ok"))
+        findings.append(_check_one(path, rel, target, expected, workdir))
     for rel in sorted(set(expected) - seen):
         findings.append(Finding(rel, "missing", "not computed yet"))
     return findings
+
+
+TO_DELETE = ("corrupt", "misfiled", "stale")
+
+
+def files_to_delete(findings: list[Finding]) -> list[str]:
+    """The files to delete so that the workflow rebuilds them (corrupt, misfiled, stale)."""
+    return [f.path for f in findings if f.status in TO_DELETE]

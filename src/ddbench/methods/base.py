@@ -12,7 +12,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..datasets import ImageData
+from ..errors import ConfigError
 from ..h5io import DataFileError, open_h5, read_array, write_h5
+from ..targets import check_identity
 
 METHODS: dict[str, type[Method]] = {}
 _PLUGINS_LOADED = False
@@ -129,6 +131,8 @@ class CondensedSet:
     soft_labels: np.ndarray | None = None
     source_indices: np.ndarray | None = None
     extra_attrs: dict = field(default_factory=dict)
+    seed: int | None = None  # as recorded in the file (set by `load`)
+    config_sha256: str | None = None  # hash of the parameters that made it (set by `load`)
 
     def validate(
         self, num_classes: int, image_shape: tuple[int, int, int], where: str = ""
@@ -199,7 +203,11 @@ class CondensedSet:
         num_classes: int | None = None,
         image_shape: tuple[int, int, int] | None = None,
     ) -> CondensedSet:
-        """Read and, when the dataset is given, validate a condensed-set file."""
+        """Read and, when the dataset is given, validate a condensed-set file.
+
+        A file at a workflow path (`results/{dataset}/condensed/{method}/ipc{ipc}/s{seed}.h5`)
+        must record the same dataset, method, IPC and seed, or DataFileError names both.
+        """
         path = Path(path)
         with open_h5(path, "condensed") as f:
             images = read_array(f, "images", ndim=4, dtype=np.floating).astype(np.float32)
@@ -223,8 +231,14 @@ class CondensedSet:
                 soft_labels=soft,
                 source_indices=idx,
             )
+            cset.seed = int(attrs["seed"]) if "seed" in attrs else None
+            cset.config_sha256 = str(attrs["config_sha256"]) if "config_sha256" in attrs else None
         except KeyError as exc:
             raise DataFileError(f"{path}: missing attribute {exc}") from None
+        check_identity(
+            path,
+            {"dataset": cset.dataset, "method": cset.method, "ipc": cset.ipc, "seed": cset.seed},
+        )
         if num_classes is not None and image_shape is not None:
             cset.validate(num_classes, image_shape, where=str(path))
         return cset
@@ -240,7 +254,7 @@ def select_indices(
     chosen = []
     for c, order in enumerate(order_per_class):
         if len(order) < ipc:
-            raise ValueError(
+            raise ConfigError(
                 f"class {data.classes[c]!r} has {len(order)} training images, fewer than IPC {ipc}"
             )
         chosen.append(np.asarray(order[:ipc], dtype=np.int64))

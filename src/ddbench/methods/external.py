@@ -13,6 +13,7 @@ One file or folder per IPC, named by a pattern such as ``sets/mine/ipc{ipc}.npz`
   name (``003_Dress``, as written by ``ddbench export``); an exact class name wins over an index.
   Images are taken in the order of ``labels.csv`` (columns ``file``, ``label``) when the folder
   has one, else class by class in file-name order; ``soft_labels.npy`` rows follow that order.
+  An image over ``sources.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded.
 * ``h5``: a ddbench condensed set (``ddbench.condensed/1``).
 
 Everything is checked against the dataset (class count and names, exact IPC per class,
@@ -263,7 +264,7 @@ def _folder_class(path: Path, folder: str, classes: list[str]) -> int:
 
 
 def _read_folder(path: Path, data: ImageData) -> dict[str, Any]:
-    from PIL import Image
+    from ..sources import open_image  # imports PIL; kept out of the module import
 
     classes = list(data.classes)
     mode = {1: "L", 3: "RGB"}.get(data.in_chans)
@@ -312,7 +313,8 @@ def _read_folder(path: Path, data: ImageData) -> dict[str, Any]:
     for i, (rel, _) in enumerate(order):
         file = path / rel
         try:
-            with Image.open(file) as img:
+            # refuses images over sources.MAX_IMAGE_PIXELS before decoding them
+            with open_image(file, error=DataFileError) as img:
                 if img.mode != mode:
                     raise DataFileError(
                         f"{file}: image mode {img.mode}, expected {mode} "

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from ..errors import check_finite_loss
 from .base import CondensedSet, Context, Method, register_method
 
 
@@ -109,6 +110,9 @@ class DistributionMatching(Method):
             with torch.no_grad():
                 syn.clamp_(0.0, 1.0)
             self.losses_.append(float(loss.detach()))
+            check_finite_loss(
+                self.losses_[-1], what="dm", step=it + 1, hint=f"lower the method's lr ({p['lr']})"
+            )
         return CondensedSet(
             images=syn.detach().numpy().astype(np.float32),
             labels=labels,
@@ -214,7 +218,7 @@ class SRe2L(Method):
         z = (torch.randn(k * ipc, c, s, s, generator=gen) * 0.5).requires_grad_(True)
         opt = optim.Adam([z], lr=p["lr"], betas=(0.5, 0.9))
         self.losses_, self.bn_losses_ = [], []
-        for _ in tqdm(
+        for it in tqdm(
             range(p["iterations"]), desc="sre2l recover", file=sys.stderr, mininterval=2.0
         ):
             x = torch.sigmoid(z)
@@ -233,6 +237,12 @@ class SRe2L(Method):
             opt.step()
             self.losses_.append(float(loss.detach()))
             self.bn_losses_.append(float(bn.detach()))
+            check_finite_loss(
+                self.losses_[-1],
+                what="sre2l recover",
+                step=it + 1,
+                hint=f"lower the method's lr ({p['lr']}) or bn_weight",
+            )
         images = torch.sigmoid(z).detach()
         with torch.no_grad():
             soft = F.softmax(teacher(images) / p["temperature"], dim=1)
