@@ -13,7 +13,7 @@ import numpy as np
 
 from ..datasets import ImageData
 from ..errors import ConfigError
-from ..h5io import DataFileError, open_h5, read_array, write_h5
+from ..h5io import DataFileError, config_sha256, open_h5, read_array, write_h5
 from ..targets import check_identity
 
 METHODS: dict[str, type[Method]] = {}
@@ -170,7 +170,8 @@ class CondensedSet:
                 )
 
     def save(self, path: str | os.PathLike, *, created_by: str, seed: int) -> None:
-        """Write atomically as `ddbench.condensed/1`."""
+        """Write atomically as `ddbench.condensed/1`; the set then carries the recorded seed
+        and parameter hash, as `load` returns them."""
         arrays = {
             "images": np.ascontiguousarray(self.images, dtype=np.float32),
             "labels": np.asarray(self.labels, dtype=np.int64),
@@ -179,12 +180,13 @@ class CondensedSet:
             arrays["soft_labels"] = np.asarray(self.soft_labels, dtype=np.float32)
         if self.source_indices is not None:
             arrays["source_indices"] = np.asarray(self.source_indices, dtype=np.int64)
+        recipe = {"method": self.method, "kind": self.kind, **self.params}
         write_h5(
             path,
             "condensed",
             arrays,
             created_by=created_by,
-            params={"method": self.method, "kind": self.kind, **self.params},
+            params=recipe,
             seed=seed,
             attrs={
                 "method": self.method,
@@ -195,6 +197,7 @@ class CondensedSet:
                 **self.extra_attrs,
             },
         )
+        self.seed, self.config_sha256 = int(seed), config_sha256(recipe)
 
     @classmethod
     def load(
