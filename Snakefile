@@ -25,7 +25,7 @@ validate(config, "config/schemas/config.schema.yaml")
 report: "reports/workflow.rst"
 
 
-container: config_container()
+containerized: config["container"]
 
 
 include: "rules/data.smk"
@@ -42,4 +42,4 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        W.all_targets(),

@@ -21,8 +21,11 @@ if ! "$VPY" -c "import torch, torchvision" >/dev/null 2>&1; then
   "$VPY" -m pip install -q $TORCH
 fi
 if ! "$VPY" -c "import ddbench, snakemake, pytest, snakefmt" >/dev/null 2>&1 \
-   || [ pyproject.toml -nt .venv/.ddbench-installed ]; then
-  echo ">> installing ddbench and its stack (snakemake, slurm plugin, timm, diffusers, ...)"
-  "$VPY" -m pip install -q -e ".[test]"
+   || [ pyproject.toml -nt .venv/.ddbench-installed ] || [ requirements.lock -nt .venv/.ddbench-installed ]; then
+  # every package at the version of requirements.lock (the same on every machine), then
+  # ddbench itself without resolving again
+  echo ">> installing the stack of requirements.lock (snakemake, slurm plugin, timm, diffusers, ...)"
+  "$VPY" -m pip install -q -r requirements.lock
+  "$VPY" -m pip install -q --no-deps -e .
   touch .venv/.ddbench-installed
 fi

@@ -1,8 +1,8 @@
 rule condense:
     input:
-        unpack(method_inputs),
+        unpack(W.method_inputs),
     output:
-        "results/{dataset}/condensed/{method}/ipc{ipc}/s{seed}.h5",
+        pattern("condensed"),
     log:
         "logs/{dataset}/condensed/{method}/ipc{ipc}/s{seed}.log",
     benchmark:
@@ -14,7 +14,7 @@ rule condense:
         mem_mb=scaled(4000),
         runtime=scaled(60),
     params:
-        spec=method_spec,
+        spec=W.method_spec,
         device=config["device"],
     script:
         "../scripts/condense.py"

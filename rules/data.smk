@@ -1,6 +1,6 @@
 rule prepare_dataset:
     output:
-        "resources/datasets/{dataset}.h5",
+        pattern("dataset"),
     log:
         "logs/{dataset}/prepare_dataset.log",
     benchmark:
@@ -13,6 +13,6 @@ rule prepare_dataset:
         mem_mb=scaled(4000),
         runtime=scaled(30),
     params:
-        spec=dataset_spec,
+        spec=W.dataset_spec,
     script:
         "../scripts/prepare_dataset.py"

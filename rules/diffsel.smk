@@ -4,9 +4,9 @@
 
 rule cluster_patches:
     input:
-        unpack(clusters_inputs),
+        unpack(W.clusters_inputs),
     output:
-        "results/{dataset}/clusters/{extractor}-k{k}.h5",
+        pattern("clusters"),
     log:
         "logs/{dataset}/clusters/{extractor}-k{k}.log",
     benchmark:
@@ -18,16 +18,16 @@ rule cluster_patches:
         mem_mb=scaled(4000),
         runtime=scaled(60),
     params:
-        spec=clusters_spec_json,
+        spec=W.clusters_spec,
     script:
         "../scripts/cluster_patches.py"
 
 
 rule generate_pool:
     input:
-        unpack(pool_inputs),
+        unpack(W.pool_inputs),
     output:
-        "results/{dataset}/pools/{pool}.h5",
+        pattern("pool"),
     log:
         "logs/{dataset}/pools/{pool}.log",
     benchmark:
@@ -39,9 +39,9 @@ rule generate_pool:
     resources:
         mem_mb=scaled(6000),
         runtime=scaled(240),
-        gpu=1 if config["device"] != "cpu" else 0,
+        gpu=GPU,
     params:
-        spec=pool_spec_json,
+        spec=W.pool_spec,
         device=config["device"],
     script:
         "../scripts/generate_pool.py"

@@ -1,66 +1,42 @@
-# Grouped evaluation (`group_seeds: true`): one job per cell trains every seed in turn and
-# writes the same per-seed metrics files as the per-seed rule below.
-if config["group_seeds"]:
+# One job per seed, or with `group_seeds: true` one job per cell that trains every seed in turn
+# and writes the same per-seed metrics files (outputs, log and params from the workflow plan).
 
-    rule evaluate_seeds:
-        input:
-            unpack(evaluate_seeds_inputs),
-        output:
-            metrics=seed_files(
-                "results/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.json"
-            ),
-        log:
-            "logs/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/seeds.log",
-        benchmark:
-            "benchmarks/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/seeds.tsv"
-        conda:
-            "../envs/torch.yaml"
-        threads: config["eval_threads"]
-        resources:
-            mem_mb=scaled(4000),
-            runtime=scaled(120 * len(config["seeds"])),
-            gpu=1 if config["device"] != "cpu" else 0,
-        params:
-            protocol=protocol_spec,
-            student=student_spec,
-            seeds=config["seeds"],
-            checkpoint=checkpoint_path,
-            device=config["device"],
-        script:
-            "../scripts/evaluate.py"
 
-else:
-
-    rule evaluate:
-        input:
-            unpack(evaluate_inputs),
-        output:
-            metrics="results/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.json",
-        log:
-            "logs/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.log",
-        benchmark:
+rule evaluate:
+    input:
+        unpack(W.evaluate_inputs),
+    output:
+        metrics=W.per_seed(pattern("eval")),
+    log:
+        W.seed_log(
+            "logs/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.log"
+        ),
+    benchmark:
+        W.seed_log(
             "benchmarks/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.tsv"
-        conda:
-            "../envs/torch.yaml"
-        threads: config["eval_threads"]
-        resources:
-            mem_mb=scaled(4000),
-            runtime=scaled(120),
-            gpu=1 if config["device"] != "cpu" else 0,
-        params:
-            protocol=protocol_spec,
-            student=student_spec,
-            checkpoint=checkpoint_path,
-            device=config["device"],
-        script:
-            "../scripts/evaluate.py"
+        )
+    conda:
+        "../envs/torch.yaml"
+    threads: config["eval_threads"]
+    resources:
+        mem_mb=scaled(4000),
+        runtime=W.seed_runtime(120),
+        gpu=GPU,
+    params:
+        **W.grouped_params(),
+        protocol=W.protocol_spec,
+        student=W.student_spec,
+        checkpoint=W.checkpoint_path,
+        device=config["device"],
+    script:
+        "../scripts/evaluate.py"
 
 
 rule evaluate_full_train:
     input:
-        unpack(reference_inputs),
+        unpack(W.reference_inputs),
     output:
-        metrics="results/{dataset}/eval/{protocol}/{student}/full_train/s{seed}.json",
+        metrics=pattern("reference"),
     log:
         "logs/{dataset}/eval/{protocol}/{student}/full_train/s{seed}.log",
     benchmark:
@@ -71,12 +47,12 @@ rule evaluate_full_train:
     resources:
         mem_mb=scaled(6000),
         runtime=scaled(240),
-        gpu=1 if config["device"] != "cpu" else 0,
+        gpu=GPU,
     params:
-        protocol=protocol_spec,
-        student=student_spec,
-        reference_epochs=reference_epochs,
-        checkpoint=checkpoint_path,
+        protocol=W.protocol_spec,
+        student=W.student_spec,
+        reference_epochs=W.reference_epochs,
+        checkpoint=W.checkpoint_path,
         device=config["device"],
     script:
         "../scripts/evaluate.py"

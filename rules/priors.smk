@@ -1,17 +1,12 @@
 # Diffusion priors: trained (unet) or recorded (stable_diffusion) once per dataset, reused by
 # every IPC and seed of the methods that name them (`gen`, `ddps`, `psr`).
-from ddbench.priors import prior_spec_param
-
-
-wildcard_constraints:
-    prior="[A-Za-z0-9_]+",
 
 
 rule train_prior:
     input:
-        dataset=dataset_file,
+        dataset=W.dataset_file,
     output:
-        directory("results/{dataset}/priors/{prior}"),
+        directory(pattern("prior")),
     log:
         "logs/{dataset}/priors/{prior}.log",
     benchmark:
@@ -23,7 +18,7 @@ rule train_prior:
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(240),
-        gpu=1 if config["device"] != "cpu" else 0,
+        gpu=GPU,
     params:
         spec=prior_spec_param(config),
         device=config["device"],

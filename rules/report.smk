@@ -6,10 +6,10 @@
 
 rule collect_evaluations:
     input:
-        metrics=dataset_eval_targets,
-        reference=dataset_reference_targets,
+        metrics=W.dataset_eval_targets,
+        reference=W.dataset_reference_targets,
     output:
-        "results/{dataset}/eval/collected.jsonl",
+        pattern("collected_eval"),
     log:
         "logs/{dataset}/collect/evaluations.log",
     conda:
@@ -24,9 +24,9 @@ rule collect_evaluations:
 
 rule collect_quality:
     input:
-        dataset_quality_targets,
+        W.dataset_quality_targets,
     output:
-        "results/{dataset}/quality/collected.jsonl",
+        pattern("collected_quality"),
     log:
         "logs/{dataset}/collect/quality.log",
     conda:
@@ -41,9 +41,9 @@ rule collect_quality:
 
 rule collect_benchmarks:
     input:
-        dataset_benchmark_targets,
+        W.dataset_benchmark_targets,
     output:
-        "results/{dataset}/cost/condense_benchmarks.jsonl",
+        pattern("collected_benchmarks"),
     log:
         "logs/{dataset}/collect/benchmarks.log",
     conda:
@@ -58,13 +58,13 @@ rule collect_benchmarks:
 
 rule accuracy_table:
     input:
-        metrics=collected("eval"),
+        metrics=W.collected("eval"),
     output:
-        csv="results/tables/accuracy.csv",
-        md="results/tables/accuracy.md",
-        tex="results/tables/accuracy.tex",
+        csv=target_path("table", name="accuracy", ext="csv"),
+        md=target_path("table", name="accuracy", ext="md"),
+        tex=target_path("table", name="accuracy", ext="tex"),
         html=report(
-            "results/tables/accuracy.html",
+            target_path("table", name="accuracy", ext="html"),
             caption="../reports/accuracy_table.rst",
             category="Accuracy",
             subcategory="all datasets",
@@ -84,23 +84,23 @@ rule accuracy_table:
 
 rule study_tables:
     input:
-        metrics=collected("eval"),
+        metrics=W.collected("eval"),
     output:
-        gain="results/tables/gain.csv",
-        gain_md="results/tables/gain.md",
-        gain_tex="results/tables/gain.tex",
+        gain=target_path("table", name="gain", ext="csv"),
+        gain_md=target_path("table", name="gain", ext="md"),
+        gain_tex=target_path("table", name="gain", ext="tex"),
         gain_html=report(
-            "results/tables/gain.html",
+            target_path("table", name="gain", ext="html"),
             caption="../reports/gain_table.rst",
             category="Accuracy",
             subcategory="all datasets",
             labels={"item": "gain over random", "protocol": "all", "student": "all"},
         ),
-        dd_ranking="results/tables/dd_ranking.csv",
-        dd_ranking_md="results/tables/dd_ranking.md",
-        dd_ranking_tex="results/tables/dd_ranking.tex",
+        dd_ranking=target_path("table", name="dd_ranking", ext="csv"),
+        dd_ranking_md=target_path("table", name="dd_ranking", ext="md"),
+        dd_ranking_tex=target_path("table", name="dd_ranking", ext="tex"),
         dd_ranking_html=report(
-            "results/tables/dd_ranking.html",
+            target_path("table", name="dd_ranking", ext="html"),
             caption="../reports/dd_ranking_table.rst",
             category="Studies",
             subcategory="all datasets",
@@ -115,21 +115,21 @@ rule study_tables:
         mem_mb=2000,
         runtime=10,
     params:
-        baseline=baseline_method(),
+        baseline=W.baseline_method(),
     script:
         "../scripts/tables.py"
 
 
 rule cost_table:
     input:
-        metrics=collected("eval"),
-        benchmarks=collected("benchmarks"),
+        metrics=W.collected("eval"),
+        benchmarks=W.collected("benchmarks"),
     output:
-        cost="results/tables/cost.csv",
-        cost_md="results/tables/cost.md",
-        cost_tex="results/tables/cost.tex",
+        cost=target_path("table", name="cost", ext="csv"),
+        cost_md=target_path("table", name="cost", ext="md"),
+        cost_tex=target_path("table", name="cost", ext="tex"),
         cost_html=report(
-            "results/tables/cost.html",
+            target_path("table", name="cost", ext="html"),
             caption="../reports/cost_table.rst",
             category="Cost",
             subcategory="all datasets",
@@ -144,20 +144,20 @@ rule cost_table:
         mem_mb=2000,
         runtime=10,
     params:
-        baseline=baseline_method(),
+        baseline=W.baseline_method(),
     script:
         "../scripts/tables.py"
 
 
 rule quality_table:
     input:
-        quality=collected("quality"),
+        quality=W.collected("quality"),
     output:
-        quality="results/tables/quality.csv",
-        quality_md="results/tables/quality.md",
-        quality_tex="results/tables/quality.tex",
+        quality=target_path("table", name="quality", ext="csv"),
+        quality_md=target_path("table", name="quality", ext="md"),
+        quality_tex=target_path("table", name="quality", ext="tex"),
         quality_html=report(
-            "results/tables/quality.html",
+            target_path("table", name="quality", ext="html"),
             caption="../reports/quality_table.rst",
             category="Quality",
             subcategory="all datasets",
@@ -172,20 +172,20 @@ rule quality_table:
         mem_mb=2000,
         runtime=10,
     params:
-        baseline=baseline_method(),
+        baseline=W.baseline_method(),
     script:
         "../scripts/tables.py"
 
 
 rule teacher_student_table:
     input:
-        metrics=collected("eval"),
+        metrics=W.collected("eval"),
     output:
-        teacher_student="results/tables/teacher_student.csv",
-        teacher_student_md="results/tables/teacher_student.md",
-        teacher_student_tex="results/tables/teacher_student.tex",
+        teacher_student=target_path("table", name="teacher_student", ext="csv"),
+        teacher_student_md=target_path("table", name="teacher_student", ext="md"),
+        teacher_student_tex=target_path("table", name="teacher_student", ext="tex"),
         teacher_student_html=report(
-            "results/tables/teacher_student.html",
+            target_path("table", name="teacher_student", ext="html"),
             caption="../reports/teacher_student.rst",
             category="Studies",
             subcategory="all datasets",
@@ -203,18 +203,22 @@ rule teacher_student_table:
         mem_mb=2000,
         runtime=10,
     params:
-        baseline=baseline_method(),
+        baseline=W.baseline_method(),
     script:
         "../scripts/tables.py"
 
 
 rule figure_accuracy_vs_ipc:
     input:
-        metrics=dataset_collected("eval"),
+        metrics=W.dataset_collected("eval"),
     output:
-        svg="results/figures/{dataset}-accuracy_vs_ipc-{protocol}-{student}.svg",
+        svg=target_path(
+            "figure", name="accuracy_vs_ipc-{protocol}-{student}", ext="svg"
+        ),
         png=report(
-            "results/figures/{dataset}-accuracy_vs_ipc-{protocol}-{student}.png",
+            target_path(
+                "figure", name="accuracy_vs_ipc-{protocol}-{student}", ext="png"
+            ),
             caption="../reports/accuracy_vs_ipc.rst",
             category="Accuracy",
             subcategory="{dataset}",
@@ -238,11 +242,11 @@ rule figure_accuracy_vs_ipc:
 
 rule figure_label_gap:
     input:
-        metrics=dataset_collected("eval"),
+        metrics=W.dataset_collected("eval"),
     output:
-        svg="results/figures/{dataset}-label_gap.svg",
+        svg=target_path("figure", name="label_gap", ext="svg"),
         png=report(
-            "results/figures/{dataset}-label_gap.png",
+            target_path("figure", name="label_gap", ext="png"),
             caption="../reports/label_gap.rst",
             category="Studies",
             subcategory="{dataset}",
@@ -262,12 +266,12 @@ rule figure_label_gap:
 
 rule figure_accuracy_vs_cost:
     input:
-        metrics=dataset_collected("eval"),
-        benchmarks=dataset_collected("benchmarks"),
+        metrics=W.dataset_collected("eval"),
+        benchmarks=W.dataset_collected("benchmarks"),
     output:
-        svg="results/figures/{dataset}-accuracy_vs_cost.svg",
+        svg=target_path("figure", name="accuracy_vs_cost", ext="svg"),
         png=report(
-            "results/figures/{dataset}-accuracy_vs_cost.png",
+            target_path("figure", name="accuracy_vs_cost", ext="png"),
             caption="../reports/accuracy_vs_cost.rst",
             category="Cost",
             subcategory="{dataset}",
@@ -287,11 +291,11 @@ rule figure_accuracy_vs_cost:
 
 rule figure_prdc:
     input:
-        quality=dataset_collected("quality"),
+        quality=W.dataset_collected("quality"),
     output:
-        svg="results/figures/{dataset}-prdc.svg",
+        svg=target_path("figure", name="prdc", ext="svg"),
         png=report(
-            "results/figures/{dataset}-prdc.png",
+            target_path("figure", name="prdc", ext="png"),
             caption="../reports/prdc.rst",
             category="Quality",
             subcategory="{dataset}",
@@ -311,19 +315,19 @@ rule figure_prdc:
 
 rule figure_tsne:
     input:
-        unpack(tsne_inputs),
+        unpack(W.tsne_inputs),
     output:
         panels=report(
-            directory("results/figures/{dataset}-tsne"),
+            directory(target_path("figure_folder", name="tsne")),
             patterns=["{method}_ipc{ipc}.png"],
             caption="../reports/tsne.rst",
             category="Quality",
             subcategory="{dataset}",
             labels={"item": "t-SNE", "method": "{method}", "IPC": "{ipc}"},
         ),
-        svg="results/figures/{dataset}-tsne_overview.svg",
+        svg=target_path("figure", name="tsne_overview", ext="svg"),
         png=report(
-            "results/figures/{dataset}-tsne_overview.png",
+            target_path("figure", name="tsne_overview", ext="png"),
             caption="../reports/tsne.rst",
             category="Quality",
             subcategory="{dataset}",
@@ -341,17 +345,17 @@ rule figure_tsne:
         runtime=30,
     params:
         tsne_max_real=config["quality"]["tsne_max_real"],
-        sets=tsne_sets,
+        sets=W.tsne_sets,
     script:
         "../scripts/figures.py"
 
 
 rule figure_galleries:
     input:
-        unpack(gallery_inputs),
+        unpack(W.gallery_inputs),
     output:
         panels=report(
-            directory("results/figures/{dataset}-galleries"),
+            directory(target_path("figure_folder", name="galleries")),
             patterns=["{method}_ipc{ipc}_s{seed}.png"],
             caption="../reports/gallery.rst",
             category="Galleries",
@@ -367,18 +371,18 @@ rule figure_galleries:
         mem_mb=2000,
         runtime=20,
     params:
-        cells=gallery_cells,
+        cells=W.gallery_cells,
     script:
         "../scripts/figures.py"
 
 
 rule figure_teacher_student:
     input:
-        metrics=dataset_collected("eval"),
+        metrics=W.dataset_collected("eval"),
     output:
-        svg="results/figures/{dataset}-teacher_student.svg",
+        svg=target_path("figure", name="teacher_student", ext="svg"),
         png=report(
-            "results/figures/{dataset}-teacher_student.png",
+            target_path("figure", name="teacher_student", ext="png"),
             caption="../reports/teacher_student.rst",
             category="Studies",
             subcategory="{dataset}",
@@ -401,11 +405,11 @@ rule figure_teacher_student:
 
 rule figure_budget_curves:
     input:
-        metrics=dataset_collected("eval"),
+        metrics=W.dataset_collected("eval"),
     output:
-        svg="results/figures/{dataset}-budget_curves.svg",
+        svg=target_path("figure", name="budget_curves", ext="svg"),
         png=report(
-            "results/figures/{dataset}-budget_curves.png",
+            target_path("figure", name="budget_curves", ext="png"),
             caption="../reports/budget_curves.rst",
             category="Studies",
             subcategory="{dataset}",

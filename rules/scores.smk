@@ -1,8 +1,8 @@
 rule compute_scores:
     input:
-        unpack(scorer_inputs),
+        unpack(W.scorer_inputs),
     output:
-        "results/{dataset}/scores/{scorer}.h5",
+        pattern("scores"),
     log:
         "logs/{dataset}/scores/{scorer}.log",
     benchmark:
@@ -14,9 +14,9 @@ rule compute_scores:
     resources:
         mem_mb=scaled(6000),
         runtime=scaled(240),
-        gpu=1 if config["device"] != "cpu" else 0,
+        gpu=GPU,
     params:
-        spec=scorer_spec,
+        spec=W.scorer_spec,
         device=config["device"],
     script:
         "../scripts/compute_scores.py"

@@ -1,9 +1,9 @@
 rule train_teacher:
     input:
-        dataset=dataset_file,
+        dataset=W.dataset_file,
     output:
-        checkpoint="results/{dataset}/teachers/{teacher}.pt",
-        summary="results/{dataset}/teachers/{teacher}.json",
+        checkpoint=pattern("teacher"),
+        summary=pattern("teacher_info"),
     log:
         "logs/{dataset}/teachers/{teacher}.log",
     benchmark:
@@ -15,9 +15,9 @@ rule train_teacher:
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(120),
-        gpu=1 if config["device"] != "cpu" else 0,
+        gpu=GPU,
     params:
-        spec=teacher_spec,
+        spec=W.teacher_spec,
         device=config["device"],
     script:
         "../scripts/train_teacher.py"
@@ -25,10 +25,10 @@ rule train_teacher:
 
 rule extract_features:
     input:
-        dataset=dataset_file,
-        teacher="results/{dataset}/teachers/{teacher}.pt",
+        dataset=W.dataset_file,
+        teacher=W.teacher_file,
     output:
-        "results/{dataset}/features/{teacher}.h5",
+        pattern("features"),
     log:
         "logs/{dataset}/features/{teacher}.log",
     benchmark:

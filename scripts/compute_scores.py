@@ -13,30 +13,21 @@ smk = start_job(snakemake)  # noqa: F821
 def main():
     import json
 
+    from ddbench.registry import SCORERS
+
     spec = json.loads(smk.params.spec)
-    run = {"device": smk.params.device, "threads": smk.threads}
-    if spec["kind"] == "crops":
-        from ddbench.crops import score_crops
-
-        score_crops(
-            smk.input.dataset, smk.input.teacher, smk.wildcards.scorer, spec, smk.output[0], **run
-        )
-    elif spec["kind"] == "ddps":
-        from ddbench.ddps import score_patches
-
-        score_patches(
-            smk.input.dataset,
-            smk.input.prior,
-            smk.input.teacher,
-            smk.wildcards.scorer,
-            spec,
-            smk.output[0],
-            **run,
-        )
-    else:
-        from ddbench.dynamics import record_dynamics
-
-        record_dynamics(smk.input.dataset, smk.wildcards.scorer, spec, smk.output[0], **run)
+    kind = SCORERS.get(spec["kind"])
+    run = kind.function("run")
+    inputs = [getattr(smk.input, need) for need in kind.inputs]
+    run(
+        smk.input.dataset,
+        *inputs,
+        smk.wildcards.scorer,
+        spec,
+        smk.output[0],
+        device=smk.params.device,
+        threads=smk.threads,
+    )
 
 
 run_job(main)

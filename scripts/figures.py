@@ -11,6 +11,7 @@ smk = start_job(snakemake)  # noqa: F821
 
 def main():
     from ddbench import figures, tables
+    from ddbench.workflow.studies import budget_sweeps
 
     rule = smk.rule
     out = smk.output
@@ -69,7 +70,7 @@ def main():
     elif rule == "figure_budget_curves":
         m = metrics()
         protocols = tables.protocol_params(m)
-        sweeps = tables.budget_sweeps(protocols)
+        sweeps = budget_sweeps(protocols)
         budgets = {p: protocols[p]["full_epochs"] for s in sweeps for p in s}
         figures.plot_budget_curves(tables.aggregate(m), sweeps, budgets, ds, out.svg, out.png)
     else:

@@ -18,13 +18,8 @@ from ddbench.quality import (
     quality_metrics,
     real_subsample,
 )
-from ddbench.tables import (
-    augmentation_robust_score,
-    augmentation_twins,
-    budget_sweeps,
-    hard_label_protocol,
-    label_robust_score,
-)
+from ddbench.tables import augmentation_robust_score, label_robust_score
+from ddbench.workflow.studies import augmentation_twins, budget_sweeps, hard_label_protocol
 
 
 # ------------------------------------------------------------------ brute force references

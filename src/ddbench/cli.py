@@ -46,12 +46,27 @@ def main() -> None:
 
 
 @main.command("list")
-@click.argument("what", type=click.Choice(["methods", "protocols", "students", "models"]))
+@click.argument(
+    "what",
+    type=click.Choice(
+        ["methods", "protocols", "students", "models", "scorers", "priors", "sources", "inputs"]
+    ),
+)
 @click.option("--config", "config_path", type=click.Path(), help="students: list a config's")
 @_user_errors
 def list_cmd(what: str, config_path: str | None) -> None:
-    """List method kinds, protocol presets, student models or model families."""
-    if what == "methods":
+    """List method kinds, protocol presets, students, model families, scorer / prior / dataset
+    source kinds with their parameters, or the kinds of input a method can declare."""
+    if what in ("scorers", "priors", "sources"):
+        _list_registry(what)
+    elif what == "inputs":
+        from .workflow.inputs import INPUT_KINDS
+
+        for name, kind in INPUT_KINDS.items():
+            where = f"{kind.section}.<{kind.param}>" if kind.section else "(the method's own)"
+            sort = f" {kind.scorer_kind} scorer" if kind.scorer_kind else ""
+            click.echo(f"{name:<10} from {where:<22}{sort:<16} {kind.doc}")
+    elif what == "methods":
         from .methods import get_method_class, list_methods
 
         rows = []
@@ -87,6 +102,21 @@ def list_cmd(what: str, config_path: str | None) -> None:
             click.echo(family)
             for name, desc in MODEL_EXAMPLES.get(family, []):
                 click.echo(f"  {name:<28} {desc}")
+
+
+def _list_registry(what: str) -> None:
+    """Each registered kind: summary, what its job reads, parameters with their defaults."""
+    from .registry import PRIORS, SCORERS, SOURCES
+
+    registry = {"scorers": SCORERS, "priors": PRIORS, "sources": SOURCES}[what]
+    for name in registry.names():
+        kind = registry.get(name)
+        reads = f"  (reads: {', '.join(kind.inputs)})" if kind.inputs else ""
+        click.echo(f"{name:<18} {kind.summary}{reads}")
+        for key, sub in registry.parameter_schema(name).items():
+            default = f" = {json.dumps(sub['default'])}" if "default" in sub else ""
+            desc = sub.get("description", "")
+            click.echo(f"    {key}{default}" + (f"  {desc}" if desc else ""))
 
 
 @main.command()

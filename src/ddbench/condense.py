@@ -19,56 +19,49 @@ def run_method(
     seed: int,
     out: str | os.PathLike,
     *,
-    features: str | None = None,
-    scores: str | None = None,
-    teacher: str | None = None,
-    prior: str | None = None,
-    external: str | None = None,
-    crops: str | None = None,
-    patches: str | None = None,
-    clusters: str | None = None,
-    pool: str | None = None,
+    inputs: dict[str, str] | None = None,
     device: str = "auto",
     threads: int | None = None,
 ) -> dict:
     """Condense the dataset with method `name` (config `spec`) at `ipc`, seeded by `seed`.
 
-    `external` is the resolved file or folder of a method that reads a set made elsewhere;
-    `crops`, `patches`, `clusters` and `pool` are files the method reads itself (their paths
-    go to `ctx.extras` as `<name>_path`).
+    `inputs` maps each shared input the method declared (ddbench.workflow.inputs: teacher,
+    features, scores, crops, patches, prior, clusters, pool, external) to its file or folder;
+    each is handed over as its kind says: a loaded teacher, features, training dynamics, and
+    every path in `ctx.extras["<name>_path"]`.
     """
+    from .workflow.inputs import input_kind
+
+    inputs = {k: str(v) for k, v in (inputs or {}).items() if v}
     data = load_dataset(dataset_path)
-    files = {"crops": crops, "patches": patches, "clusters": clusters, "pool": pool}
-    extras = {f"{k}_path": str(v) for k, v in files.items() if v}
     params = {k: v for k, v in spec.items() if k != "kind"}
     method = get_method_class(spec["kind"])(**params)
-    ctx = Context(data=data, dataset=data.name, device=device, extras=extras)
-    if features:
-        from .features import load_features
-
-        ctx.features = load_features(features, len(data.train_labels))
-        ctx.extras["features_path"] = features
-    if scores:
-        from .scores import load_dynamics
-
-        ctx.scores = load_dynamics(scores)
-        if not np.array_equal(ctx.scores["labels"], data.train_labels):
-            raise DataFileError(
-                f"{scores}: scores were computed for another training split than {dataset_path}"
-            )
-    if teacher or prior or method.requires & {"teacher", "prior"}:
+    kinds = {need: input_kind(need) for need in inputs}  # an unknown input is an error
+    ctx = Context(data=data, dataset=data.name, device=device)
+    if set(inputs) & {"teacher", "prior"} or method.requires & {"teacher", "prior"}:
         from .engine import resolve_device, set_determinism
 
         set_determinism(seed, threads)
         ctx.device = resolve_device(device)
-    if teacher:
-        from .teachers import load_teacher
+    for need, path in inputs.items():
+        load = kinds[need].load
+        if load == "teacher":
+            from .teachers import load_teacher
 
-        ctx.teacher = load_teacher(teacher, data).to(ctx.device)
-    if prior:
-        ctx.extras["prior_path"] = prior
-    if external:
-        ctx.extras["external_path"] = str(external)
+            ctx.teacher = load_teacher(path, data).to(ctx.device)
+        elif load == "features":
+            from .features import load_features
+
+            ctx.features = load_features(path, len(data.train_labels))
+        elif load == "scores":
+            from .scores import load_dynamics
+
+            ctx.scores = load_dynamics(path)
+            if not np.array_equal(ctx.scores["labels"], data.train_labels):
+                raise DataFileError(
+                    f"{path}: scores were computed for another training split than {dataset_path}"
+                )
+        ctx.extras[f"{need}_path"] = path
     cset = method.condense(ctx, int(ipc), int(seed))
     cset.method = name
     cset.validate(data.num_classes, (data.in_chans, data.image_size, data.image_size))

@@ -264,6 +264,7 @@ def validate_config(
     machine without a GPU (unless DDBENCH_SKIP_DEVICE_CHECK=1).
     """
     validate_schema(config)
+    _check_kinds(config)
     _check_unique(config)
     _check_students(config)
     _check_teachers(config)
@@ -303,20 +304,44 @@ def _check_students(config: dict) -> None:
         _check_model(f"students.{name}.model", spec["model"])
 
 
+_SECTION_OF_NEED = {"teacher": "teachers", "prior": "priors"}
+
+
+def _check_kinds(config: dict) -> None:
+    """Every dataset source, scorer and prior names a registered kind (plugins included)."""
+    from .registry import PRIORS, SCORERS, SOURCES
+
+    for section, registry in (("datasets", SOURCES), ("scorers", SCORERS), ("priors", PRIORS)):
+        for name, spec in config.get(section, {}).items():
+            if spec["kind"] not in registry.names():
+                raise ConfigError(
+                    f"config error at {section}.{name}.kind: {spec['kind']!r} is not one of "
+                    f"{registry.names()} (registered {registry.what} kinds)"
+                )
+
+
 def _check_teachers(config: dict) -> None:
     for name, spec in config["teachers"].items():
         _check_model(f"teachers.{name}.model", spec["model"])
+    from .registry import SCORERS
+
     for name, spec in config["scorers"].items():
-        if spec["kind"] == "dynamics":
+        try:
+            kind = SCORERS.get(spec["kind"])
+        except KeyError as exc:
+            raise ConfigError(f"config error at scorers.{name}.kind: {exc.args[0]}") from None
+        if "model" in kind.keys:  # trains proxies
             if "model" not in spec:
                 raise ConfigError(
-                    f"config error at scorers.{name}: a dynamics scorer needs `model`"
+                    f"config error at scorers.{name}: a {kind.name} scorer needs `model`"
                 )
             _check_model(f"scorers.{name}.model", spec["model"])
-        else:
-            if "teacher" not in spec:
-                raise ConfigError(f"config error at scorers.{name}: a crops scorer needs `teacher`")
-            _require(config, "teachers", spec["teacher"], f"scorers.{name}.teacher")
+        for need in kind.inputs:  # what its job reads: a configured teacher, prior
+            if need not in spec:
+                raise ConfigError(
+                    f"config error at scorers.{name}: a {kind.name} scorer needs `{need}`"
+                )
+            _require(config, _SECTION_OF_NEED[need], spec[need], f"scorers.{name}.{need}")
         for key in ("scale", "t_range"):
             if key in spec:
                 _check_range(spec[key], f"scorers.{name}.{key}")
@@ -337,7 +362,7 @@ def _check_priors(config: dict, check_sources: bool) -> None:
         try:
             if spec["kind"] == "unet":
                 check_unet_shape(spec["block_out_channels"], spec["norm_groups"])
-            else:
+            elif spec["kind"] == "stable_diffusion":
                 check_prompt_template(spec["prompt_template"])
         except ValueError as exc:
             raise ConfigError(f"config error at priors.{name}.{exc}") from None
@@ -358,6 +383,7 @@ def _require(config: dict, section: str, value: str, where: str) -> None:
 
 def _check_methods(config: dict) -> None:
     from .methods import get_method_class, list_methods
+    from .workflow.inputs import input_kind
 
     for name, spec in config["methods"].items():
         if name == REFERENCE_METHOD:
@@ -382,33 +408,18 @@ def _check_methods(config: dict) -> None:
             method.check_params()
         except ValueError as exc:
             raise ConfigError(f"config error at methods.{name}.{exc}") from None
-        section_of = {
-            "teacher": "teachers",
-            "features": "teachers",
-            "scores": "scorers",
-            "crops": "scorers",
-            "patches": "scorers",
-            "prior": "priors",
-        }
-        param_of = {
-            "teacher": "teacher",
-            "features": "features",
-            "scores": "scorer",
-            "crops": "crops",
-            "patches": "scorer",
-            "prior": "prior",
-        }
         for need, ref in method.input_names().items():
-            if need not in section_of:
+            kind = input_kind(need)
+            if kind.section is None:
                 continue  # e.g. `external`: a file, checked when the job runs
-            _require(config, section_of[need], ref, f"methods.{name}.{param_of[need]}")
-            if need in ("scores", "crops", "patches"):
-                want = {"scores": "dynamics", "crops": "crops", "patches": "ddps"}[need]
+            where = f"methods.{name}.{kind.param}"
+            _require(config, kind.section, ref, where)
+            if kind.scorer_kind is not None:
                 got = config["scorers"][ref]["kind"]
-                if got != want:
+                if got != kind.scorer_kind:
                     raise ConfigError(
-                        f"config error at methods.{name}.{param_of[need]}: scorer {ref!r} is of kind "
-                        f"{got!r}; this method needs a {want!r} scorer"
+                        f"config error at {where}: scorer {ref!r} is of kind {got!r}; this "
+                        f"method needs a {kind.scorer_kind!r} scorer"
                     )
             if need == "scores":
                 _check_recorded_epochs(name, params, ref, config["scorers"][ref]["epochs"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .h5io import DataFileError, open_h5, read_array, write_h5
-from .targets import check_identity
+from .workflow.paths import check_identity
 
 
 @dataclass

@@ -575,7 +575,9 @@ def _open_sd(info: dict, device, where: Path) -> StableDiffusionPrior:
     )
 
 
-def build_sd_prior(data: ImageData, spec: dict, out_dir: str | os.PathLike, device="cpu") -> dict:
+def build_sd_prior(
+    data: ImageData, spec: dict, out_dir: str | os.PathLike, device="cpu", progress: bool = True
+) -> dict:
     """Write a stable_diffusion prior folder: prior.json (source + fingerprint) and samples.png."""
     info = sd_prior_info(spec, data)
     recipe = info["recipe"]
@@ -595,12 +597,18 @@ def build_sd_prior(data: ImageData, spec: dict, out_dir: str | os.PathLike, devi
 
 # ============================================================================ folders
 def build_prior(data: ImageData, spec: dict, out_dir, device="cpu", progress: bool = True) -> dict:
-    """Build the prior folder of one configured spec (train a UNet, or record an SD folder)."""
-    if spec["kind"] == "unet":
-        return train_unet_prior(data, spec, out_dir, int(spec.get("seed", 0)), device, progress)
-    if spec["kind"] == "stable_diffusion":
-        return build_sd_prior(data, spec, out_dir, device)
-    raise ValueError(f"unknown prior kind {spec['kind']!r} (known: unet, stable_diffusion)")
+    """Build the prior folder of one configured spec with its kind's registered `build`
+    (ddbench.registry.PRIORS: train a UNet, record a Stable Diffusion folder, or a plugin's)."""
+    from .registry import PRIORS
+
+    return PRIORS.get(spec["kind"]).function("build")(data, spec, out_dir, device, progress)
+
+
+def build_unet_prior(
+    data: ImageData, spec: dict, out_dir, device="cpu", progress: bool = True
+) -> dict:
+    """The `unet` prior kind: train a UNet seeded by the spec's `seed`."""
+    return train_unet_prior(data, spec, out_dir, int(spec["seed"]), device, progress)
 
 
 def build_prior_file(

@@ -44,7 +44,9 @@ class Registry:
     def __init__(self, what: str, group: str, schema_path: tuple[str, ...]):
         self.what = what
         self.group = group
-        self.schema_path = schema_path  # where the kinds' parameter schema sits in the config schema
+        self.schema_path = (
+            schema_path  # where the kinds' parameter schema sits in the config schema
+        )
         self._kinds: dict[str, Kind] = {}
         self._plugins_loaded = False
 
@@ -239,7 +241,7 @@ for _name, _summary, _keys in (
             {
                 "check": f"ddbench.sources:_check_{_name.rstrip('0123456789')}",
                 "load": f"ddbench.sources:_load_{_name.rstrip('0123456789')}",
-                "layout": "ddbench.sources:_check_layout",
+                "layout": f"ddbench.sources:_layout_{_name.rstrip('0123456789')}",
             },
         )
     )

@@ -23,6 +23,7 @@ from PIL import Image
 
 from .errors import SourceError  # re-exported: callers import it from here
 
+# the built-in source kinds (ddbench.registry.SOURCES also holds plugins')
 LOADER_KINDS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
 
 FASHION_MNIST_DEFAULT_PATH = "/usr/share/datasets/fashion-mnist"
@@ -727,31 +728,37 @@ def _check_imagefolder(spec: dict) -> dict:
 
 
 def _kind(spec: dict) -> str:
+    from .registry import SOURCES
+
     if not isinstance(spec, dict):
         raise SourceError(f"a dataset source must be a mapping with a 'kind', got {spec!r}")
     kind = spec.get("kind")
-    if kind not in LOADER_KINDS:
+    if kind not in SOURCES.names():
         raise SourceError(
-            f"unknown source kind {kind!r}; expected one of {', '.join(LOADER_KINDS)}"
+            f"unknown source kind {kind!r}; expected one of {', '.join(SOURCES.names())}"
         )
     return kind
 
 
-def _check_layout(spec: dict, kind: str) -> dict:
-    """Options and top-level layout only: no data file is opened, no class folder listed."""
-    _cap_option(spec, "max_train_per_class")
-    _cap_option(spec, "max_test_per_class")
-    if kind == "digits":
-        _digits_fraction(spec)
-    elif kind == "fashion_mnist":
-        _fashion_files(spec)
-    elif kind in CIFAR_LAYOUT:
-        _cifar_folder(spec)
-    else:
-        _image_size_option(spec)
-        _channels_option(spec)
-        _imagefolder_splits(spec, diagnose=False)
-    return {"num_classes": None, "min_train_per_class": None, "classes": None}
+_NOT_READ = {"num_classes": None, "min_train_per_class": None, "classes": None}
+
+
+def _layout_digits(spec: dict) -> None:
+    _digits_fraction(spec)
+
+
+def _layout_fashion_mnist(spec: dict) -> None:
+    _fashion_files(spec)
+
+
+def _layout_cifar(spec: dict) -> None:
+    _cifar_folder(spec)
+
+
+def _layout_imagefolder(spec: dict) -> None:
+    _image_size_option(spec)
+    _channels_option(spec)
+    _imagefolder_splits(spec, diagnose=False)
 
 
 def check_source(spec: dict, *, read_files: bool = True) -> dict:
@@ -761,30 +768,27 @@ def check_source(spec: dict, *, read_files: bool = True) -> dict:
     the counts. With read_files=False only the options and the top-level layout are checked
     (the expected files or split folders exist; nothing is opened or unpickled, no class folder
     is listed) and every value of the result is None: cheap enough to run while the workflow's
-    DAG is built.
+    DAG is built. The functions come from the source kind's registry entry
+    (ddbench.registry.SOURCES: `check`, `layout`, `load`).
     """
-    kind = _kind(spec)
+    from .registry import SOURCES
+
+    kind = SOURCES.get(_kind(spec))
     if not read_files:
-        return _check_layout(spec, kind)
-    if kind == "digits":
-        return _check_digits(spec)
-    if kind == "fashion_mnist":
-        return _check_fashion_mnist(spec)
-    if kind in CIFAR_LAYOUT:
-        return _check_cifar(spec)
-    return _check_imagefolder(spec)
+        _cap_option(spec, "max_train_per_class")
+        _cap_option(spec, "max_test_per_class")
+        if "layout" in kind.functions:
+            kind.function("layout")(spec)
+        return dict(_NOT_READ)
+    return kind.function("check")(spec)
 
 
 def load_source(spec: dict) -> RawData:
-    """Load the dataset described by spec as uint8 NHWC images and int64 labels."""
-    kind = _kind(spec)
-    if kind == "digits":
-        raw = _load_digits(spec)
-    elif kind == "fashion_mnist":
-        raw = _load_fashion_mnist(spec)
-    elif kind in CIFAR_LAYOUT:
-        raw = _load_cifar(spec)
-    else:
-        # Per-class caps are applied while listing, so unused images are never decoded.
-        return _finish({}, _load_imagefolder(spec))
-    return _finish(spec, raw)
+    """Load the dataset described by spec as uint8 NHWC images and int64 labels.
+
+    Per-class caps are applied by `_finish`; a loader may apply them earlier (image folders
+    never decode unused images), which leaves nothing for `_finish` to drop.
+    """
+    from .registry import SOURCES
+
+    return _finish(spec, SOURCES.get(_kind(spec)).function("load")(spec))

@@ -3,8 +3,8 @@
 Every table is written four ways from one long-format frame: CSV (the data, one row per cell),
 Markdown, LaTeX (booktabs) and HTML (for the Snakemake report); the best value of each column
 is bold. Accuracies are last-epoch top-1 in percent, mean ± std over seeds (std ddof=1, 0 for
-one seed). Study helpers (`hard_label_protocol`, `augmentation_twins`, `budget_sweeps`,
-`teacher_sets`) take plain protocol dicts so the workflow can call them at parse time.
+one seed). Which studies the protocols allow (`ddbench.workflow.studies`) is decided on plain
+protocol dicts, the same way the workflow decides it while building the DAG.
 """
 
 from __future__ import annotations
@@ -21,27 +21,18 @@ import numpy as np
 import pandas as pd
 
 from .h5io import CONTENT_KEY, DataFileError, atomic_path, json_content_sha256
-from .targets import check_identity
+from .workflow.paths import check_identity
+from .workflow.studies import (
+    augmentation_twins,
+    hard_label_protocol,
+    has_augmentation,
+    teacher_sets,
+)
 
 CELL = ["dataset", "protocol", "student", "method", "ipc"]
 REFERENCE = "full_train"
 LRS_WEIGHT = 0.5  # DD-Ranking's default w (leaderboard)
 ARS_WEIGHT = 0.5  # DD-Ranking's default gamma
-# The parts of a resolved protocol that define its recipe (augmentation and budget separate).
-RECIPE_KEYS = (
-    "preset",
-    "labels",
-    "optimizer",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "batch_size",
-    "schedule",
-    "temperature",
-    "teachers",
-)
-AUGMENT_KEYS = ("augment", "cutmix", "rrc_scale")
-BUDGET_KEYS = ("epochs", "full_epochs")
 
 
 # ================================================================== reading
@@ -759,59 +750,6 @@ def augmentation_robust_score(
     """
     beta = gamma * (syn_aug - rdm_aug) + (1.0 - gamma) * (syn_naug - rdm_naug)
     return _exp_normalise(beta)
-
-
-def _recipe(params: dict, keys) -> tuple:
-    return tuple(
-        (k, tuple(params[k]) if isinstance(params.get(k), list) else params.get(k)) for k in keys
-    )
-
-
-def has_augmentation(params: dict) -> bool:
-    """Whether a resolved protocol augments the images (any augment or CutMix)."""
-    return params.get("augment", "none") != "none" or float(params.get("cutmix") or 0) > 0
-
-
-def hard_label_protocol(protocols: dict[str, dict]) -> str | None:
-    """The protocol that gives DD-Ranking's hard-label terms: labels `hard`, preset `hl` first, then by name."""
-    hard = [n for n, p in protocols.items() if p.get("labels") == "hard"]
-    if not hard:
-        return None
-    return sorted(hard, key=lambda n: (protocols[n].get("preset") != "hl", n))[0]
-
-
-def augmentation_twins(protocols: dict[str, dict]) -> dict[str, str]:
-    """Augmented protocol → its augmentation-free twin (same recipe and budget, no augment, no CutMix)."""
-    twins = {}
-    for name, p in sorted(protocols.items()):
-        if not has_augmentation(p):
-            continue
-        for other, q in sorted(protocols.items()):
-            if other != name and not has_augmentation(q):
-                if _recipe(p, RECIPE_KEYS + BUDGET_KEYS) == _recipe(q, RECIPE_KEYS + BUDGET_KEYS):
-                    twins[name] = other
-                    break
-    return twins
-
-
-def budget_sweeps(protocols: dict[str, dict]) -> list[list[str]]:
-    """Groups of ≥ 2 protocols identical but for their `full_epochs` budget, sorted by budget."""
-    groups: dict[tuple, list[str]] = {}
-    for name, p in protocols.items():
-        if p.get("full_epochs") is None:
-            continue
-        groups.setdefault(_recipe(p, RECIPE_KEYS + AUGMENT_KEYS), []).append(name)
-    sweeps = []
-    for names in groups.values():
-        budgets = {protocols[n]["full_epochs"] for n in names}
-        if len(budgets) >= 2:
-            sweeps.append(sorted(names, key=lambda n: (protocols[n]["full_epochs"], n)))
-    return sorted(sweeps)
-
-
-def teacher_sets(protocols: dict[str, dict]) -> dict[str, str]:
-    """Protocol → its teachers joined with '+', for protocols that use teacher labels."""
-    return {n: "+".join(p["teachers"]) for n, p in protocols.items() if p.get("teachers")}
 
 
 def protocol_params(df: pd.DataFrame) -> dict[str, dict]:

@@ -13,13 +13,12 @@ import numpy as np
 from .config import ConfigError, validate_schema
 from .datasets import ImageData
 from .methods import CondensedSet, Context, Method, get_method_class
+from .workflow.inputs import INPUT_KINDS
 
-# The inputs the workflow knows how to wire (rules/common.smk, method_inputs).
-KNOWN_INPUTS = frozenset(
-    {"teacher", "features", "scores", "crops", "prior", "patches", "clusters", "pool", "external"}
-)
-# Inputs made by trained models: a kind needing one must be given `make_context`.
-MODEL_INPUTS = frozenset({"teacher", "crops", "prior", "patches", "clusters", "pool"})
+# The inputs the workflow knows how to wire (ddbench.workflow.inputs), and those made by
+# trained models: a kind needing one must be given `make_context`.
+KNOWN_INPUTS = frozenset(INPUT_KINDS)
+MODEL_INPUTS = frozenset(name for name, kind in INPUT_KINDS.items() if kind.needs_model)
 
 ContextFactory = Callable[[ImageData, int, int], Context]
 

@@ -30,7 +30,7 @@ from .h5io import (
 )
 from .priors import PRIOR_JSON
 from .protocols import resolve_protocol
-from .targets import Target, identity_mismatch, parse_target, target_path
+from .workflow.paths import Target, identity_mismatch, parse_target, target_path
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ def _needed_variants(config: dict) -> tuple[set[str], set[str], set[str]]:
     A variant nobody reads is never built, so it is not reported missing.
     """
     from .methods import get_method_class
+    from .registry import SCORERS
+    from .workflow.inputs import input_kind
 
     teachers: set[str] = set()
     features: set[str] = set()
@@ -69,20 +71,22 @@ def _needed_variants(config: dict) -> tuple[set[str], set[str], set[str]]:
     for spec in config["methods"].values():
         params = {k: v for k, v in spec.items() if k != "kind"}
         for need, value in get_method_class(spec["kind"])(**params).input_names().items():
-            if need == "teacher":
+            target = input_kind(need).target
+            if target == "teacher":
                 teachers.add(value)
-            elif need == "features":
+            elif target == "features":
                 features.add(value)
-            elif need in ("scores", "crops"):
+            elif target == "scores":
                 scorers.add(value)
     quality = config["quality"]["teacher"] or next(iter(config["teachers"]), None)
     if quality is not None:
         features.add(quality)
         teachers.add(quality)
     teachers |= features
-    for name in scorers:
-        if config["scorers"][name].get("kind") == "crops":
-            teachers.add(config["scorers"][name]["teacher"])
+    for name in scorers:  # the teachers a scorer's job reads
+        spec = config["scorers"][name]
+        if "teacher" in SCORERS.get(spec["kind"]).inputs:
+            teachers.add(spec["teacher"])
     return teachers, features, scorers
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from ..datasets import ImageData
 from ..errors import ConfigError
 from ..h5io import DataFileError, config_sha256, open_h5, read_array, write_h5
-from ..targets import check_identity
+from ..workflow.paths import check_identity
 
 METHODS: dict[str, type[Method]] = {}
 _PLUGINS_LOADED = False
@@ -79,9 +79,9 @@ class Method:
     """Base class: `__init__` stores parameters; `condense` builds a CondensedSet."""
 
     kind: ClassVar[str] = ""
-    # Which IPC-independent inputs the workflow must wire: subset of {"teacher", "features",
-    # "scores", "crops", "prior", "patches", "clusters", "pool", "external"}; `input_names` gives
-    # the configured name behind each (a kind with clusters or pool inputs overrides it).
+    # Which shared inputs the workflow must wire: names declared in ddbench.workflow.inputs
+    # (teacher, features, scores, crops, prior, patches, clusters, pool, external);
+    # `input_names` gives the configured variant behind each.
     requires: ClassVar[frozenset[str]] = frozenset()
     # JSON schema of the parameters (without `kind`), checked at config time.
     param_schema: ClassVar[dict] = {
@@ -94,21 +94,15 @@ class Method:
         self.params = params
 
     def input_names(self) -> dict[str, str]:
-        """Names of the configured variants this method reads (need -> name)."""
-        out = {}
-        if "teacher" in self.requires:
-            out["teacher"] = self.params["teacher"]
-        if "features" in self.requires:
-            out["features"] = self.params["features"]
-        if "scores" in self.requires:
-            out["scores"] = self.params["scorer"]
-        if "crops" in self.requires:
-            out["crops"] = self.params["crops"]
-        if "prior" in self.requires:
-            out["prior"] = self.params["prior"]
-        if "patches" in self.requires:  # a patch scorer read by the method itself (kind ddps)
-            out["patches"] = self.params["scorer"]
-        return out
+        """Names of the configured variants this method reads (need -> name).
+
+        Each kind of input names its variant through one parameter (ddbench.workflow.inputs:
+        `teacher`, `features`, `scorer`, `crops`, `prior`); a kind whose inputs depend on
+        other parameters (clusters, an optional teacher) overrides this.
+        """
+        from ..workflow.inputs import named_inputs
+
+        return named_inputs(self.requires, self.params)
 
     def check_params(self) -> None:
         """Checks a JSON schema cannot express; raise ValueError("param: what is wrong")."""

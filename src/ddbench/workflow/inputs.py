@@ -28,6 +28,7 @@ class InputKind:
     # folder in ctx.extras["<name>_path"])
     load: str = "path"
     doc: str = ""
+    needs_model: bool = False  # made by a trained model (tests must give such methods a context)
 
 
 INPUT_KINDS: dict[str, InputKind] = {}
@@ -42,7 +43,15 @@ def register_input_kind(kind: InputKind) -> InputKind:
 
 
 for _kind in (
-    InputKind("teacher", "teacher", "teacher", "teachers", load="teacher", doc="a trained teacher"),
+    InputKind(
+        "teacher",
+        "teacher",
+        "teacher",
+        "teachers",
+        load="teacher",
+        doc="a trained teacher",
+        needs_model=True,
+    ),
     InputKind(
         "features",
         "features",
@@ -60,11 +69,36 @@ for _kind in (
         load="scores",
         doc="training dynamics of proxy runs",
     ),
-    InputKind("crops", "scores", "crops", "scorers", "crops", doc="teacher-scored random crops"),
-    InputKind("patches", "scores", "scorer", "scorers", "ddps", doc="diffusion-scored patches"),
-    InputKind("prior", "prior", "prior", "priors", doc="a diffusion prior folder"),
-    InputKind("clusters", "clusters", None, None, doc="per-class k-means of kept patches"),
-    InputKind("pool", "pool", None, None, doc="an over-complete sample pool of a prior"),
+    InputKind(
+        "crops",
+        "scores",
+        "crops",
+        "scorers",
+        "crops",
+        doc="teacher-scored random crops",
+        needs_model=True,
+    ),
+    InputKind("prior", "prior", "prior", "priors", doc="a diffusion prior", needs_model=True),
+    InputKind(
+        "patches",
+        "scores",
+        "scorer",
+        "scorers",
+        "ddps",
+        doc="diffusion-scored patches",
+        needs_model=True,
+    ),
+    InputKind(
+        "clusters",
+        "clusters",
+        None,
+        None,
+        doc="per-class k-means of kept patches",
+        needs_model=True,
+    ),
+    InputKind(
+        "pool", "pool", None, None, doc="an over-complete sample pool of a prior", needs_model=True
+    ),
     InputKind("external", None, None, None, doc="a set made elsewhere (the method's `path`)"),
 ):
     register_input_kind(_kind)
@@ -79,9 +113,11 @@ def input_kind(name: str) -> InputKind:
 
 def named_inputs(requires, params: dict) -> dict[str, str]:
     """need -> configured variant name, for the needs whose variant a parameter names."""
+    unknown = set(requires) - set(INPUT_KINDS)
+    if unknown:
+        input_kind(sorted(unknown)[0])  # raises, naming the known kinds
     out = {}
-    for need in sorted(requires):
-        kind = input_kind(need)
-        if kind.param is not None and kind.param in params:
+    for need, kind in INPUT_KINDS.items():  # declaration order
+        if need in requires and kind.param is not None and kind.param in params:
             out[need] = params[kind.param]
     return out

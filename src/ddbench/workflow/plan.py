@@ -89,14 +89,15 @@ class Plan:
         return as_json(self.config["methods"][wildcards.method])
 
     def scorer_inputs(self, wildcards) -> dict[str, str]:
-        """The dataset, plus the scoring teacher (crops, ddps) and the prior (ddps)."""
+        """The dataset, plus what the scorer kind reads (registry: crops a teacher, ddps a prior
+        and a teacher)."""
+        from ..registry import SCORERS
+
         ds = wildcards.dataset
         spec = self.config["scorers"][wildcards.scorer]
         inputs = {"dataset": target_path("dataset", dataset=ds)}
-        if spec.get("prior") is not None and spec["kind"] == "ddps":
-            inputs["prior"] = target_path("prior", dataset=ds, name=spec["prior"])
-        if spec["kind"] in ("crops", "ddps"):
-            inputs["teacher"] = target_path("teacher", dataset=ds, name=spec["teacher"])
+        for need in SCORERS.get(spec["kind"]).inputs:  # e.g. teacher, prior
+            inputs[need] = target_path(need, dataset=ds, name=spec[need])
         return inputs
 
     # ------------------------------------------------------------ methods and their inputs
