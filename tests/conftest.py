@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,23 +81,55 @@ def tiny_features(tiny_data: ImageData) -> np.ndarray:
     return rng.normal(size=(len(tiny_data.train_labels), 8)).astype(np.float32)
 
 
-def run_snakemake(
-    workdir: Path, configfile: Path, *args: str, check: bool = True
-) -> subprocess.CompletedProcess:
-    """`snakemake --directory workdir --configfile configfile *args` on this checkout's Snakefile."""
-    cmd = [
+def snakemake_command(
+    workdir: Path, configfile: Path, *args: str, targets: Sequence[str] = ()
+) -> list[str]:
+    """`python -m snakemake` on this checkout's Snakefile in `workdir` with `configfile`, then `args`.
+
+    The one place tests build a Snakemake command line (`run_snakemake` runs it; tests that must
+    kill a run pass it to `subprocess.Popen`). `--configfile` takes every value that follows it,
+    so a target must come after an option with one value (`"--cores", "2", target`) or go in
+    `targets`, which come right after the Snakefile: before `--configfile` and anything in `args`
+    that also takes every following value (`--set-resources`).
+    """
+    return [
         sys.executable,
         "-m",
         "snakemake",
         "--snakefile",
         str(ROOT / "Snakefile"),
+        *targets,
         "--directory",
         str(workdir),
         "--configfile",
         str(configfile),
         *args,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+
+
+def run_snakemake(
+    workdir: Path,
+    configfile: Path,
+    *args: str,
+    targets: Sequence[str] = (),
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    cwd: Path | None = ROOT,
+) -> subprocess.CompletedProcess:
+    """Run `snakemake_command(workdir, configfile, *args, targets=targets)`, output captured as text.
+
+    `check`: raise AssertionError with the ends of stdout and stderr when Snakemake fails.
+    `env`: the whole environment (None: this process's). `cwd=None`: the current directory.
+    """
+    proc = subprocess.run(
+        snakemake_command(workdir, configfile, *args, targets=targets),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_snakemake
 
 try:
     import tomllib
@@ -47,16 +46,17 @@ def containerized(tmp_path_factory) -> dict:
     (bindir / "conda").write_text(CONDA_STUB)
     (bindir / "conda").chmod(0o755)
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--containerize", "dockerfile"]
-        + ["--configfile", "config/smoke.yaml", "--workflow-profile", "none"]
-        + ["--replace-workflow-config"],  # no profile: keep config/config.yaml out of it
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    # the checkout is the working directory: --containerize runs no job, it prints the recipe
+    proc = run_snakemake(
+        ROOT,
+        ROOT / "config/smoke.yaml",
+        "--containerize",
+        "dockerfile",
+        "--workflow-profile",
+        "none",
+        "--replace-workflow-config",  # no profile: keep config/config.yaml out of it
         env=env,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     envs = {}
     for block in out.split("# Conda environment:\n")[1:]:
@@ -104,14 +104,17 @@ def test_recipe_builds_the_containerize_envs(recipe, containerized):
     assert containerized["hash"] in text, f"{recipe.name}: conda_env_hash label is stale"
     # ddbench goes into the torch env, which is first on PATH
     torch_prefix = expected["torch.yaml"]
-    assert f"{torch_prefix}/bin/python -m pip install /opt/ddbench" in text
+    assert f"{torch_prefix}/bin/python -m pip install -r /opt/ddbench/requirements.lock" in text
+    assert f"{torch_prefix}/bin/python -m pip install --no-deps /opt/ddbench" in text
     assert re.search(rf"PATH={torch_prefix}/bin:", text), recipe.name
     assert "nvidia/cuda:" in text and "runtime" in text  # a CUDA-capable base
 
 
 def test_every_env_package_is_pinned_and_a_project_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    # the image runs every rule: the core dependencies and the diffusion extra
+    needed = project["dependencies"] + project["optional-dependencies"]["diffusion"]
+    declared = {canonicalize_name(Requirement(r).name) for r in needed}
     in_envs = {}
     for path in ENV_FILES:
         for name, pin in env_packages(path).items():

@@ -1,13 +1,12 @@
 """Corrupt or wrong inputs stop with one clear message naming the file; nothing downstream is written."""
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import run_snakemake
 
 from ddbench.datasets import load_dataset, prepare_dataset
 from ddbench.evaluate import evaluate_set
@@ -138,25 +137,7 @@ def test_workflow_job_fails_with_one_clear_line_and_writes_nothing(smoke_run, tm
     target = copy / "results/digits/condensed/random/ipc1/s0.h5"
     with h5py.File(target, "r+") as f:
         f["images"][0, 0, 0, 0] = np.nan
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(copy),
-            "--configfile",
-            str(cfg),
-            "--cores",
-            "2",
-            "--keep-going",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    proc = run_snakemake(copy, cfg, "--cores", "2", "--keep-going", check=False)
     assert proc.returncode != 0, proc.stderr[-2000:]
     with h5py.File(target, "r") as f:  # the broken set is reported, not silently remade
         assert np.isnan(f["images"][0, 0, 0, 0])

@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import run_snakemake, snakemake_command
 
 from ddbench.h5io import DataFileError, open_h5
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
+CORES = ("--cores", "2")  # every Snakemake run of these tests
 
 # (target path fragment paused half-written, rule type it interrupts)
 KILL_POINTS = [
@@ -42,37 +43,18 @@ def tiny_config(path: Path) -> Path:
     return path
 
 
-def snakemake_cmd(work: Path, cfg: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(work),
-        "--configfile",
-        str(cfg),
-        "--cores",
-        "2",
-        *extra,
-    ]
-
-
 def run_to_end(work: Path, cfg: Path) -> None:
-    subprocess.run(snakemake_cmd(work, cfg, "--unlock"), cwd=ROOT, capture_output=True, check=True)
-    proc = subprocess.run(
-        snakemake_cmd(work, cfg, "--rerun-incomplete"), cwd=ROOT, capture_output=True, text=True
-    )
+    run_snakemake(work, cfg, *CORES, "--unlock")
+    proc = run_snakemake(work, cfg, *CORES, "--rerun-incomplete", check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def run_and_kill(work: Path, cfg: Path, fragment: str, timeout: float = 240) -> bool:
     """Start the workflow with the write of `fragment` paused; SIGKILL everything once it pauses."""
     env = dict(os.environ, DDBENCH_FAULT_PAUSE_WRITE=fragment, DDBENCH_FAULT_PAUSE_SECONDS="120")
-    subprocess.run(snakemake_cmd(work, cfg, "--unlock"), cwd=ROOT, capture_output=True, check=True)
+    run_snakemake(work, cfg, *CORES, "--unlock")
     proc = subprocess.Popen(
-        snakemake_cmd(work, cfg, "--rerun-incomplete"),
+        snakemake_command(work, cfg, *CORES, "--rerun-incomplete"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -140,7 +122,7 @@ def test_sigkill_at_six_points_then_resume_is_bitwise_identical(tmp_path):
     clean.mkdir()
     killed.mkdir()
     cfg = tiny_config(tmp_path / "tiny.yaml")
-    subprocess.run(snakemake_cmd(clean, cfg), cwd=ROOT, capture_output=True, check=True)
+    run_snakemake(clean, cfg, *CORES)
 
     survived = []
     for fragment, rule in KILL_POINTS:
@@ -159,9 +141,7 @@ def test_sigkill_at_six_points_then_resume_is_bitwise_identical(tmp_path):
     different = [k for k in a if a[k] != b[k]]
     assert not different, f"differs after interruption: {different[:5]}"
     # and nothing is left to do
-    proc = subprocess.run(
-        snakemake_cmd(killed, cfg, "-n"), cwd=ROOT, capture_output=True, text=True
-    )
+    proc = run_snakemake(killed, cfg, *CORES, "-n", check=False)
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
+from conftest import run_snakemake
 
 import ddbench
 from ddbench import figures
@@ -172,15 +173,16 @@ def test_a_job_imports_the_checkouts_package_before_another_on_pythonpath(tmp_pa
     other = fake_package(tmp_path)
     work = tmp_path / "work"
     env = {**os.environ, "PYTHONPATH": str(other)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
-        + ["--configfile", str(ROOT / "config/smoke.yaml"), "--directory", str(work)]
-        + ["--cores", "1", "resources/datasets/digits.h5"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
+    proc = run_snakemake(
+        work,
+        ROOT / "config/smoke.yaml",
+        "--cores",
+        "1",
+        "resources/datasets/digits.h5",
+        check=False,
         env=env,
         timeout=600,
+        cwd=tmp_path,
     )
     log = work / "logs/digits/prepare_dataset.log"
     text = log.read_text() if log.exists() else ""

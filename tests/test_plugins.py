@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import run_snakemake
 
 from ddbench.methods import CondensedSet, Context, Method, register_method
 from ddbench.methods.base import METHODS
@@ -203,10 +204,7 @@ def test_plugin_runs_through_the_workflow(plugin_env, tmp_path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
     evals = [f"results/digits/eval/hl/convnet/{m}/ipc1/s0.json" for m in ("random", "nearest")]
-    cmd = [sys.executable, "-m", "snakemake", *evals, "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(tmp_path), "--cores", "2", "--configfile", str(cfg)]  # fmt: skip
-    proc = subprocess.run(cmd, env=plugin_env, capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_snakemake(tmp_path, cfg, "--cores", "2", targets=evals, env=plugin_env)
     metrics = json.loads((tmp_path / evals[1]).read_text())
     assert metrics["method"] == "nearest" and 0 <= metrics["accuracy"] <= 100
     print(f"\nplugin centroid_nearest, digits IPC 1, hl: {metrics['accuracy']:.2f} %")

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_snakemake
 
 from ddbench.config import validate_config
 from ddbench.datasets import load_dataset, prepare_dataset
 from ddbench.h5io import DataFileError, h5_content_sha256, write_json
 from ddbench.methods.base import CondensedSet
 from ddbench.tables import collect_results, load_result, read_metrics
-from ddbench.targets import identity_mismatch, parse_target, target_path
 from ddbench.verify import files_to_delete, verify_results
+from ddbench.workflow.paths import identity_mismatch, parse_target, target_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,25 +237,14 @@ def test_a_copied_set_makes_its_evaluations_fail_and_keeps_the_table(run_copy):
     before = table.read_text()
     cond = work / "results/digits/condensed/random"
     shutil.copy(cond / "ipc1/s0.h5", cond / "ipc5/s0.h5")  # newer: Snakemake reruns its consumers
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(work),
-            "--configfile",
-            str(work / "config.yaml"),
-            "--cores",
-            "2",
-            "--keep-going",
-            "results/tables/accuracy.csv",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    proc = run_snakemake(
+        work,
+        work / "config.yaml",
+        "--cores",
+        "2",
+        "--keep-going",
+        "results/tables/accuracy.csv",
+        check=False,
     )
     assert proc.returncode != 0
     log = (work / "logs/digits/eval/hl/convnet/random/ipc5/s0.log").read_text()
@@ -283,7 +273,9 @@ def test_teacher_checkpoints_of_identical_runs_are_byte_identical(digits, tmp_pa
 def _write_eval(root, **fields):
     rec = _eval_record(**fields)
     kind = "reference" if rec["method"] == "full_train" else "eval"
-    keys = ("dataset", "protocol", "student", "seed") + (("method", "ipc") if kind == "eval" else ())
+    keys = ("dataset", "protocol", "student", "seed") + (
+        ("method", "ipc") if kind == "eval" else ()
+    )
     path = root / target_path(kind, **{k: rec[k] for k in keys})
     if kind == "reference":
         rec["ipc"] = None

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import run_snakemake
 
 from ddbench.h5io import write_h5
 from ddbench.methods import Context, get_method_class
@@ -164,12 +163,8 @@ def test_exact_ipc_with_refinement(setup, tmp_path):
 # ---------------------------------------------------------------- workflow
 def _snakemake(workdir: Path, config: Path, *targets: str, dry: bool = False, cores=1) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(config), "--cores", str(cores),
-        *(["-n"] if dry else []), *targets, "--quiet", "rules",
-    ]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    args = ["--cores", str(cores), *(["-n"] if dry else []), *targets, "--quiet", "rules"]
+    out = run_snakemake(workdir, config, *args, check=False, env=env, timeout=600, cwd=None)
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout + out.stderr
 

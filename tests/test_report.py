@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_snakemake
 
 from ddbench.tables import (
     collect_results,
@@ -174,11 +174,7 @@ def _dry_run(tmp_path: Path, config: dict) -> subprocess.CompletedProcess:
 
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(tmp_path), "--configfile", str(cfg), "-n",
-    ]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    return run_snakemake(tmp_path, cfg, "-n", check=False)
 
 
 def _planned_rules(proc: subprocess.CompletedProcess) -> set[str]:
@@ -241,12 +237,7 @@ def test_studies_appear_when_the_grid_has_them(tmp_path):
 # ------------------------------------------------------------------ the smoke run
 def _report(work: Path, target: str) -> Path:
     out = work / target
-    cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(work), "--configfile", str(work / "config.yaml"), "--report", str(out),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_snakemake(work, work / "config.yaml", "--report", str(out))
     return out
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +19,9 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
+from conftest import run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 UP, DOWN = ROOT / "tests/slurm/up.sh", ROOT / "tests/slurm/down.sh"
 JOB_LINE = re.compile(r"^ddbench job: .*\bslurm_job_id=(\S+)", re.MULTILINE)
 # the accuracy table needs every core stage; report figures and extra tables are left out
@@ -69,20 +68,19 @@ def profile_resources_for_test_node() -> list[str]:
     return ["--set-resources", *flags]
 
 
-def run_snakemake(work: Path, *args: str, env: dict | None = None) -> float:
+def run_reduced_grid(work: Path, *args: str, env: dict | None = None) -> float:
     """Run the reduced grid in `work`; return the wall time in seconds."""
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "config.yaml"
     cfg.write_text(yaml.safe_dump(reduced_smoke_config()))
-    # the target first: options such as --set-resources take every value that follows them
-    cmd = [*SNAKEMAKE, TARGET, "--directory", str(work), "--configfile", str(cfg), *args]
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    # the target first: options such as --set-resources take every value that follows them
+    proc = run_snakemake(work, cfg, *args, targets=[TARGET], check=False, env=env)
     wall = time.monotonic() - start
     (work / "snakemake.out").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise AssertionError(
-            f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-4000:]}"
+            f"snakemake failed ({proc.returncode}): {' '.join(proc.args)}\n{proc.stderr[-4000:]}"
         )
     return wall
 
@@ -111,7 +109,7 @@ def runs(slurm_cluster, tmp_path_factory):
     """The reduced grid through SLURM, then locally; (slurm workdir, local workdir, wall s)."""
     base = tmp_path_factory.mktemp("slurm-vs-local")
     slurm_work, local_work = base / "slurm", base / "local"
-    wall = run_snakemake(
+    wall = run_reduced_grid(
         slurm_work,
         "--profile",
         "profiles/slurm",
@@ -119,7 +117,7 @@ def runs(slurm_cluster, tmp_path_factory):
         *profile_resources_for_test_node(),
     )
     local_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    run_snakemake(local_work, "--cores", "2", env=local_env)
+    run_reduced_grid(local_work, "--cores", "2", env=local_env)
     return slurm_work, local_work, wall
 
 

@@ -4,15 +4,14 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import pytest
 import yaml
+from conftest import run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 
 pytestmark = pytest.mark.workflow
 
@@ -37,18 +36,6 @@ def is_aggregate(rule: str) -> bool:
         or rule.endswith("_tables")
         or rule.startswith("figure_")
     )
-
-
-def smk(
-    workdir: Path, configfile: Path, *args: str, check: bool = True
-) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(configfile), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc
 
 
 def planned_jobs(proc: subprocess.CompletedProcess) -> list[tuple[str, dict]]:
@@ -114,7 +101,7 @@ def test_hard_label_coresets_beat_chance(smoke_run):
 
 def test_second_run_has_nothing_to_do(smoke_run):
     work, _ = smoke_run
-    proc = smk(work, work / "config.yaml", "-n")
+    proc = run_snakemake(work, work / "config.yaml", "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
@@ -123,7 +110,7 @@ def test_adding_an_ipc_schedules_only_selection_and_evaluation(smoke_run, tmp_pa
     cfg = dict(config, ipcs=[*config["ipcs"], 2])
     path = tmp_path / "more_ipc.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    jobs = planned_jobs(smk(work, path, "-n"))
+    jobs = planned_jobs(run_snakemake(work, path, "-n"))
     rules = {r for r, _ in jobs}
     assert not rules & EXPENSIVE, rules & EXPENSIVE
     assert {"condense", "evaluate"} <= rules, rules
@@ -140,7 +127,7 @@ def test_changing_one_method_reruns_only_its_descendants(smoke_run, tmp_path):
     cfg["methods"]["el2n_easy"]["epoch"] = 0
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    jobs = planned_jobs(smk(work, path, "-n"))
+    jobs = planned_jobs(run_snakemake(work, path, "-n"))
     rules = {r for r, _ in jobs}
     assert not rules & EXPENSIVE, rules & EXPENSIVE
     assert {"condense", "evaluate"} <= rules, rules
@@ -156,7 +143,7 @@ def test_bad_config_fails_before_any_job_and_names_the_key(smoke_run, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
     before = {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
-    proc = smk(work, path, "--cores", "1", check=False)
+    proc = run_snakemake(work, path, "--cores", "1", check=False)
     assert proc.returncode != 0
     err = proc.stdout + proc.stderr
     assert "methods.herding.kind" in err and "herdingg" in err and "Traceback" not in err
@@ -177,9 +164,9 @@ def test_grouped_seeds_write_the_same_files_as_per_seed_jobs(smoke_run, tmp_path
     path.write_text(yaml.safe_dump(cfg))
     cell = "results/digits/eval/hl/convnet/random/ipc1"
     targets = [f"{cell}/s0.json", f"{cell}/s1.json"]
-    jobs = planned_jobs(smk(copy, path, "-n", *targets))
-    assert [r for r, _ in jobs if r.startswith("evaluate")] == ["evaluate_seeds"]
-    smk(copy, path, "--cores", "1", *targets)
+    jobs = planned_jobs(run_snakemake(copy, path, "-n", *targets))
+    assert [r for r, _ in jobs if r.startswith("evaluate")] == ["evaluate"]  # one job, both seeds
+    run_snakemake(copy, path, "--cores", "1", *targets)
     per_seed = json.loads((work / f"{cell}/s0.json").read_text())
     grouped = [json.loads((copy / t).read_text()) for t in targets]
     assert [m["seed"] for m in grouped] == [0, 1]
