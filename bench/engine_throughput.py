@@ -16,8 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ddbench.engine import build_classifier, set_determinism, train
-from ddbench.protocols import resolve_protocol
+from ddbench.training.engine import build_classifier, set_determinism, train
+from ddbench.training.protocols import resolve_protocol
 
 
 def bare_loop(model, x, y, steps, batch, lr=0.01):
@@ -55,7 +55,9 @@ def main() -> None:
     y = torch.randint(0, 10, (n,))
     steps_per_epoch = n // args.batch
     epochs = max(1, args.steps // steps_per_epoch)
-    protocol = resolve_protocol("bench", {"preset": "hl", "epochs": epochs, "augment": "none", "batch_size": args.batch})
+    protocol = resolve_protocol(
+        "bench", {"preset": "hl", "epochs": epochs, "augment": "none", "batch_size": args.batch}
+    )
     bare, eng = [], []
     for r in range(args.repeats):  # interleaved, so drift in machine load hits both alike
         torch.manual_seed(r)

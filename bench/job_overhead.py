@@ -15,13 +15,13 @@ import sys
 import time
 
 STAGES = {
-    "prepare_dataset": "ddbench.datasets",
-    "condense (coresets)": "ddbench.condense, ddbench.methods, ddbench.features, ddbench.scores",
-    "train_teacher": "ddbench.teachers",
-    "record_dynamics": "ddbench.dynamics",
-    "evaluate": "ddbench.evaluate",
-    "accuracy_table": "ddbench.tables",
-    "train_prior / gen / ddps / psr": "ddbench.condense, ddbench.methods, ddbench.diffusion, ddbench.ddps, ddbench.psr",
+    "prepare_dataset": "ddbench.data.datasets",
+    "condense (coresets)": "ddbench.methods.condense, ddbench.methods, ddbench.stages.features, ddbench.stages.scores",
+    "train_teacher": "ddbench.stages.teachers",
+    "record_dynamics": "ddbench.stages.dynamics",
+    "evaluate": "ddbench.training.evaluate",
+    "accuracy_table": "ddbench.analysis.tables",
+    "train_prior / gen / ddps / psr": "ddbench.methods.condense, ddbench.methods, ddbench.stages.diffusion, ddbench.stages.ddps, ddbench.stages.psr",
 }
 PROBE = "import snakemake.script, {mods}; import sys; print(','.join(m for m in ('torch','timm','diffusers','transformers','sklearn') if m in sys.modules))"
 
@@ -30,7 +30,12 @@ def time_import(mods: str) -> tuple[float, str]:
     best, loaded = float("inf"), ""
     for _ in range(3):
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", PROBE.format(mods=mods)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE.format(mods=mods)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         best = min(best, time.perf_counter() - t0)
         loaded = out.stdout.strip()
     return best, loaded

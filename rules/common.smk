@@ -2,7 +2,7 @@
 # input and parameter comes from `W`, a Plan of the validated config that is unit-tested
 # without Snakemake. No torch here: every job re-parses this file.
 from ddbench.config import ConfigError, check_config_files, validate_config
-from ddbench.priors import prior_spec_param
+from ddbench.stages.priors import prior_spec_param
 from ddbench.workflow import Plan, pattern, scaled, target_path
 
 # Every parse (jobs re-parse too): no data file is read. The main process also refuses

@@ -12,8 +12,8 @@ smk = start_job(snakemake)  # noqa: F821
 def main():
     import copy
 
+    from ddbench.analysis.tables import write_accuracy_table
     from ddbench.config import validate_config
-    from ddbench.tables import write_accuracy_table
 
     write_accuracy_table(
         list(smk.input.metrics),

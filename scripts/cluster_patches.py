@@ -12,7 +12,7 @@ smk = start_job(snakemake)  # noqa: F821
 def main():
     import json
 
-    from ddbench.ddps import cluster_patches
+    from ddbench.stages.ddps import cluster_patches
 
     summary = cluster_patches(
         smk.input.scores,

@@ -10,7 +10,7 @@ smk = start_job(snakemake)  # noqa: F821
 
 
 def main():
-    from ddbench.tables import collect_results
+    from ddbench.analysis.tables import collect_results
 
     n = collect_results(list(smk.input), smk.output[0])
     print(f"collected {n} results into {smk.output[0]}", file=sys.stderr)

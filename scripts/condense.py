@@ -12,7 +12,7 @@ smk = start_job(snakemake)  # noqa: F821
 def main():
     import json
 
-    from ddbench.condense import run_method
+    from ddbench.methods.condense import run_method
 
     inp = smk.input
     summary = run_method(

@@ -12,8 +12,8 @@ smk = start_job(snakemake)  # noqa: F821
 def main():
     import json
 
-    from ddbench.evaluate import evaluate_set
-    from ddbench.protocols import resolve_protocol
+    from ddbench.training.evaluate import evaluate_set
+    from ddbench.training.protocols import resolve_protocol
 
     spec = json.loads(smk.params.protocol)
     name = spec.pop("name")

@@ -10,7 +10,7 @@ smk = start_job(snakemake)  # noqa: F821
 
 
 def main():
-    from ddbench.features import extract_features
+    from ddbench.stages.features import extract_features
 
     extract_features(
         smk.input.dataset,

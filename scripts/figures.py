@@ -10,7 +10,7 @@ smk = start_job(snakemake)  # noqa: F821
 
 
 def main():
-    from ddbench import figures, tables
+    from ddbench.analysis import figures, tables
     from ddbench.workflow.studies import budget_sweeps
 
     rule = smk.rule

@@ -12,7 +12,7 @@ smk = start_job(snakemake)  # noqa: F821
 def main():
     import json
 
-    from ddbench.psr import generate_pool
+    from ddbench.stages.psr import generate_pool
 
     summary = generate_pool(
         smk.input.dataset,

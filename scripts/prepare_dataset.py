@@ -12,7 +12,7 @@ smk = start_job(snakemake)  # noqa: F821
 def main():
     import json
 
-    from ddbench.datasets import prepare_dataset
+    from ddbench.data.datasets import prepare_dataset
 
     summary = prepare_dataset(smk.wildcards.dataset, json.loads(smk.params.spec), smk.output[0])
     print(json.dumps(summary), file=sys.stderr)

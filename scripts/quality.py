@@ -10,7 +10,7 @@ smk = start_job(snakemake)  # noqa: F821
 
 
 def main():
-    from ddbench.quality import compute_quality
+    from ddbench.analysis.quality import compute_quality
 
     # one set per job, or every seed of the cell in turn (`group_seeds`: lists, in seed order)
     grouped = smk.params.get("seeds") is not None

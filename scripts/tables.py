@@ -13,7 +13,7 @@ smk = start_job(snakemake)  # noqa: F821
 
 
 def main():
-    from ddbench.tables import write_study_tables
+    from ddbench.analysis.tables import write_study_tables
 
     stems = {
         name: str(path)[: -len(".csv")]

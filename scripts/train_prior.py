@@ -12,7 +12,7 @@ smk = start_job(snakemake)  # noqa: F821
 def main():
     import json
 
-    from ddbench.diffusion import build_prior_file
+    from ddbench.stages.diffusion import build_prior_file
 
     info = build_prior_file(
         smk.input.dataset,

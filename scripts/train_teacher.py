@@ -12,7 +12,7 @@ smk = start_job(snakemake)  # noqa: F821
 def main():
     import json
 
-    from ddbench.teachers import train_teacher
+    from ddbench.stages.teachers import train_teacher
 
     summary = train_teacher(
         smk.input.dataset,

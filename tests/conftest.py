@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ddbench.datasets import ImageData
+from ddbench.data.datasets import ImageData
 
 ROOT = Path(__file__).resolve().parents[1]
 

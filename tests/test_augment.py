@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddbench.augment import DSA, SoftAugment, cutmix, make_augment
+from ddbench.training.augment import DSA, SoftAugment, cutmix, make_augment
 
 
 def _gen(seed: int) -> torch.Generator:

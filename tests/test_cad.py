@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ddbench.scores import cad, el2n_soft, p_true
+from ddbench.stages.scores import cad, el2n_soft, p_true
 
 
 def dynamics_from_ptrue(pt: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -12,8 +12,8 @@ import yaml
 from click.testing import CliRunner
 
 from ddbench.cli import main
-from ddbench.datasets import ImageData, load_dataset
-from ddbench.h5io import file_sha256, read_attrs, write_h5
+from ddbench.data.datasets import ImageData, load_dataset
+from ddbench.data.h5io import file_sha256, read_attrs, write_h5
 from ddbench.methods import CondensedSet, Context, get_method_class, list_methods
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from conftest import run_snakemake
 
-from ddbench.datasets import load_dataset, prepare_dataset
-from ddbench.evaluate import evaluate_set
-from ddbench.h5io import DataFileError, write_h5
+from ddbench.data.datasets import load_dataset, prepare_dataset
+from ddbench.data.h5io import DataFileError, write_h5
 from ddbench.methods.base import CondensedSet
-from ddbench.protocols import resolve_protocol
-from ddbench.teachers import make_model, save_checkpoint
+from ddbench.stages.teachers import make_model, save_checkpoint
+from ddbench.training.evaluate import evaluate_set
+from ddbench.training.protocols import resolve_protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDENT = {"model": "convnet-d2-w8-in"}

@@ -1,4 +1,4 @@
-"""Tests for ddbench.datasets: preparing the digits source and checked reading of dataset files."""
+"""Tests for ddbench.data.datasets: preparing the digits source and checked reading of dataset files."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ddbench.datasets import ImageData, load_dataset, prepare_dataset, to_float_chw
-from ddbench.h5io import DataFileError, read_attrs, write_h5
-from ddbench.sources import load_source
+from ddbench.data.datasets import ImageData, load_dataset, prepare_dataset, to_float_chw
+from ddbench.data.h5io import DataFileError, read_attrs, write_h5
+from ddbench.data.sources import load_source
 
 
 def mentions(*parts: str) -> str:
@@ -87,7 +87,7 @@ def test_prepare_and_load_digits(prepared: tuple[Path, dict]) -> None:
     attrs = read_attrs(path, "dataset")
     assert re.fullmatch(r"[0-9a-f]{64}", attrs["source_sha256"])
     assert attrs["source_sha256"] == summary["source_sha256"]
-    assert attrs["created_by"] == "ddbench.datasets.prepare_dataset"
+    assert attrs["created_by"] == "ddbench.data.datasets.prepare_dataset"
     assert json.loads(attrs["params"]) == {"kind": "digits"}
     assert "load_digits" in attrs["source"]
 

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from ddbench.ddps import (
+from ddbench.data.h5io import write_h5
+from ddbench.methods import Context, get_method_class
+from ddbench.stages.ddps import (
     box_means,
     compute_patch_scores,
     kept_patches,
     kmeans_per_class,
     rank_patches,
 )
-from ddbench.h5io import write_h5
-from ddbench.methods import Context, get_method_class
-from ddbench.teachers import make_model
+from ddbench.stages.teachers import make_model
 from ddbench.testing import check_method, tiny_dataset, tiny_unet_prior
 
 SPEC = {"max_images_per_class": 4, "crops_per_image": 3, "keep_per_image": 2, "scale": [0.2, 1.0]}
@@ -91,7 +91,7 @@ def _patch_file(tmp_path, data, per_image=2):
 
 
 def _clusters_file(tmp_path, data, ps_path, k=3):
-    from ddbench.ddps import load_patch_scores
+    from ddbench.stages.ddps import load_patch_scores
 
     ps = load_patch_scores(ps_path, len(data.train_labels))
     rows, patches = kept_patches(ps)

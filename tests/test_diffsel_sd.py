@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from ddbench.ddps import compute_patch_scores
-from ddbench.diffusion import build_prior, load_prior
-from ddbench.psr import refine_latents, sample_pool
-from ddbench.teachers import make_model
+from ddbench.stages.ddps import compute_patch_scores
+from ddbench.stages.diffusion import build_prior, load_prior
+from ddbench.stages.psr import refine_latents, sample_pool
+from ddbench.stages.teachers import make_model
 from ddbench.testing import tiny_dataset
 
 
 @pytest.fixture(scope="module")
 def sd_setup(tmp_path_factory):
     """A tiny random Stable Diffusion folder built here, its prior, 3 classes of 8x8 images."""
-    from ddbench.tiny_sd import build_tiny_stable_diffusion
+    from ddbench.stages.tiny_sd import build_tiny_stable_diffusion
 
     torch.set_num_threads(1)
     data = tiny_dataset(num_classes=3, per_class=4, image_size=8)
@@ -24,7 +24,12 @@ def sd_setup(tmp_path_factory):
     out = tmp_path_factory.mktemp("sdprior") / "sd"
     build_prior(
         data,
-        {"kind": "stable_diffusion", "path": str(folder), "sample_steps": 2, "samples_per_class": 1},
+        {
+            "kind": "stable_diffusion",
+            "path": str(folder),
+            "sample_steps": 2,
+            "samples_per_class": 1,
+        },
         out,
         progress=False,
     )

@@ -16,11 +16,11 @@ import yaml
 from conftest import run_snakemake
 
 from ddbench.config import ConfigError, validate_config
-from ddbench.datasets import ImageData
-from ddbench.diffusion import build_prior, drop_labels, load_prior, train_unet_prior
-from ddbench.h5io import DataFileError
+from ddbench.data.datasets import ImageData
+from ddbench.data.h5io import DataFileError
+from ddbench.data.sources import _load_digits
 from ddbench.methods import Context, get_method_class
-from ddbench.sources import _load_digits
+from ddbench.stages.diffusion import build_prior, drop_labels, load_prior, train_unet_prior
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_UNET = {
@@ -61,7 +61,7 @@ def unet_prior(digits, tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def sd_folder(tmp_path_factory) -> Path:
-    from ddbench.tiny_sd import build_tiny_stable_diffusion
+    from ddbench.stages.tiny_sd import build_tiny_stable_diffusion
 
     return build_tiny_stable_diffusion(tmp_path_factory.mktemp("sd") / "tiny_sd", seed=0)
 
@@ -339,7 +339,7 @@ def test_workflow_builds_the_prior_once(tmp_path):
 def test_prior_folder_records_a_manifest_that_verify_checks(unet_prior, tmp_path):
     import shutil
 
-    from ddbench.verify import _check_prior
+    from ddbench.analysis.verify import _check_prior
 
     out, info = unet_prior
     assert "samples.png" in info["files"] and any(k.startswith("unet/") for k in info["files"])

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddbench.engine import build_classifier, soft_kl, teacher_probs, train
 from ddbench.errors import TrainingDivergedError
-from ddbench.protocols import PRESETS, resolve_protocol, teacher_protocol
+from ddbench.training.engine import build_classifier, soft_kl, teacher_probs, train
+from ddbench.training.protocols import PRESETS, resolve_protocol, teacher_protocol
 
 
 def _data(n=40, k=4, seed=0):
@@ -157,9 +157,9 @@ def test_kd_without_teacher_is_refused():
 
 
 def test_teacher_checkpoint_round_trip_and_wrong_architecture(tmp_path):
-    from ddbench.datasets import ImageData
-    from ddbench.h5io import DataFileError
-    from ddbench.teachers import load_teacher, make_model, save_checkpoint
+    from ddbench.data.datasets import ImageData
+    from ddbench.data.h5io import DataFileError
+    from ddbench.stages.teachers import load_teacher, make_model, save_checkpoint
 
     rng = np.random.default_rng(0)
     data = ImageData(

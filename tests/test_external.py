@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from ddbench.config import ConfigError, validate_config
-from ddbench.datasets import ImageData, load_dataset, prepare_dataset
-from ddbench.export import export_set
-from ddbench.h5io import DataFileError, file_sha256, read_attrs
+from ddbench.data.datasets import ImageData, load_dataset, prepare_dataset
+from ddbench.data.export import export_set
+from ddbench.data.h5io import DataFileError, file_sha256, read_attrs
 from ddbench.methods import CondensedSet, Context, get_method_class
 from ddbench.methods.external import external_inputs, load_external, pattern_fields
 
@@ -304,8 +304,8 @@ def digits_file(tmp_path_factory) -> Path:
 
 
 def test_export_then_import_reproduces_the_set_and_its_accuracy(digits_file, tmp_path) -> None:
-    from ddbench.evaluate import evaluate_set
-    from ddbench.protocols import resolve_protocol
+    from ddbench.training.evaluate import evaluate_set
+    from ddbench.training.protocols import resolve_protocol
 
     data = load_dataset(digits_file)
     original = get_method_class("random")().condense(Context(data=data, dataset="digits"), 5, 0)

@@ -1,4 +1,4 @@
-"""Tests for ddbench.h5io: provenance attributes, format checks, corrupt files, atomic writes."""
+"""Tests for ddbench.data.h5io: provenance attributes, format checks, corrupt files, atomic writes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ddbench import __version__
-from ddbench.h5io import (
+from ddbench.data.h5io import (
     FORMATS,
     DataFileError,
     atomic_path,
@@ -65,7 +65,7 @@ def test_write_read_round_trip_with_provenance(tmp_path: Path) -> None:
     path = tmp_path / "out" / "scores.h5"  # parent folder is created
     arrays = _write_scores(path)
     attrs = read_attrs(path, "scores")
-    assert attrs["format"] == FORMATS["scores"] == "ddbench.scores/1"
+    assert attrs["format"] == FORMATS["scores"] == "ddbench.stages.scores/1"
     assert attrs["ddbench_version"] == __version__
     assert attrs["created_by"] == "tests.test_h5io"
     assert attrs["config_sha256"] == config_sha256(PARAMS)
@@ -144,7 +144,7 @@ def test_other_format_mentions_both_formats(tmp_path: Path) -> None:
     path = tmp_path / "scores.h5"
     _write_scores(path)
     with pytest.raises(
-        DataFileError, match=mentions(str(path), "'ddbench.scores/1'", "'ddbench.dataset/1'")
+        DataFileError, match=mentions(str(path), "'ddbench.stages.scores/1'", "'ddbench.dataset/1'")
     ):
         read_attrs(path, "dataset")
 
@@ -153,7 +153,9 @@ def test_hdf5_without_format_attribute(tmp_path: Path) -> None:
     path = tmp_path / "foreign.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("x", data=np.arange(3))
-    with pytest.raises(DataFileError, match=mentions(str(path), "''", "'ddbench.features/1'")):
+    with pytest.raises(
+        DataFileError, match=mentions(str(path), "''", "'ddbench.stages.features/1'")
+    ):
         read_attrs(path, "features")
 
 
@@ -255,7 +257,7 @@ def test_content_hash_is_recorded_and_detects_a_changed_value(tmp_path: Path) ->
 
 
 def test_content_hash_does_not_depend_on_block_size(tmp_path: Path) -> None:
-    from ddbench.h5io import _ContentDigest
+    from ddbench.data.h5io import _ContentDigest
 
     array = np.arange(1000, dtype=np.int64).reshape(100, 10)
     whole, blocks = _ContentDigest(), _ContentDigest()

@@ -17,11 +17,11 @@ def loaded_after(modules: str) -> set[str]:
 @pytest.mark.parametrize(
     "modules",
     [
-        "ddbench.evaluate",
-        "ddbench.teachers",
-        "ddbench.dynamics",
-        "ddbench.features",
-        "ddbench.condense, ddbench.methods",
+        "ddbench.training.evaluate",
+        "ddbench.stages.teachers",
+        "ddbench.stages.dynamics",
+        "ddbench.stages.features",
+        "ddbench.methods.condense, ddbench.methods",
     ],
 )
 def test_stage_modules_do_not_import_timm_or_diffusers(modules):
@@ -31,14 +31,16 @@ def test_stage_modules_do_not_import_timm_or_diffusers(modules):
 
 def test_unet_prior_jobs_do_not_import_transformers():
     # only a Stable Diffusion prior needs the text encoder
-    loaded = loaded_after("ddbench.diffusion, ddbench.ddps, ddbench.psr, ddbench.methods")
+    loaded = loaded_after(
+        "ddbench.stages.diffusion, ddbench.stages.ddps, ddbench.stages.psr, ddbench.methods"
+    )
     assert "transformers" not in loaded
 
 
 def test_workflow_parse_and_coreset_selection_do_not_import_torch():
     # rules/common.smk imports these on every parse; coreset selection needs no torch either
     loaded = loaded_after(
-        "ddbench.config, ddbench.methods, ddbench.protocols, ddbench.condense, ddbench.tables,"
-        " ddbench.priors"
+        "ddbench.config, ddbench.methods, ddbench.training.protocols, ddbench.methods.condense, ddbench.analysis.tables,"
+        " ddbench.stages.priors"
     )
     assert "torch" not in loaded

@@ -15,7 +15,7 @@ import torch
 import yaml
 from conftest import run_snakemake, snakemake_command
 
-from ddbench.h5io import DataFileError, open_h5
+from ddbench.data.h5io import DataFileError, open_h5
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
@@ -146,7 +146,7 @@ def test_sigkill_at_six_points_then_resume_is_bitwise_identical(tmp_path):
 
 
 def test_truncated_file_at_a_target_path_is_rejected_with_its_name(tmp_path):
-    from ddbench.h5io import write_h5
+    from ddbench.data.h5io import write_h5
 
     f = tmp_path / "s.h5"
     write_h5(f, "condensed", {"images": np.zeros((2, 1, 4, 4), np.float32)}, created_by="test")

@@ -20,9 +20,9 @@ import pytest
 from conftest import run_snakemake
 
 import ddbench
-from ddbench import figures
-from ddbench.datasets import load_dataset, prepare_dataset
-from ddbench.h5io import write_h5
+from ddbench.analysis import figures
+from ddbench.data.datasets import load_dataset, prepare_dataset
+from ddbench.data.h5io import write_h5
 from ddbench.methods.base import CondensedSet
 
 ROOT = Path(__file__).resolve().parents[1]

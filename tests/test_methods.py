@@ -12,10 +12,10 @@ from conftest import make_dynamics, make_image_data
 
 import ddbench
 from ddbench.config import validate_schema
-from ddbench.datasets import ImageData
-from ddbench.h5io import DataFileError, config_sha256, read_attrs, write_h5
+from ddbench.data.datasets import ImageData
+from ddbench.data.h5io import DataFileError, config_sha256, read_attrs, write_h5
 from ddbench.methods import CondensedSet, Context, Method, get_method_class, list_methods
-from ddbench.selection import herding_order
+from ddbench.methods.selection import herding_order
 from ddbench.testing import KNOWN_INPUTS
 
 KINDS = list_methods()
@@ -74,8 +74,8 @@ def _crop_scores_file(data: ImageData) -> str:
     """A crop-score file over every training image: 3 random boxes each, seeded scores."""
     import tempfile
 
-    from ddbench.crops import sample_boxes
-    from ddbench.h5io import write_h5
+    from ddbench.data.h5io import write_h5
+    from ddbench.stages.crops import sample_boxes
 
     rng = np.random.default_rng(3)
     n = len(data.train_labels)
@@ -267,7 +267,7 @@ def _chosen_and_rest(cset: CondensedSet, data: ImageData, scores: np.ndarray, c:
 def test_score_methods_keep_easiest_or_hardest_per_class(
     kind: str, params: dict, tiny_data: ImageData
 ) -> None:
-    from ddbench.scores import el2n, forgetting
+    from ddbench.stages.scores import el2n, forgetting
 
     ctx = _context(kind, tiny_data)
     cset = get_method_class(kind)(**params).condense(ctx, 3, seed=0)
@@ -282,7 +282,7 @@ def test_score_methods_keep_easiest_or_hardest_per_class(
 
 
 def test_el2n_band_keeps_scores_inside_the_window(tiny_data: ImageData) -> None:
-    from ddbench.scores import el2n
+    from ddbench.stages.scores import el2n
 
     ctx = _context("el2n", tiny_data)
     params = {"scorer": "proxy", "epoch": 0, "keep": "band", "band": [0.25, 0.75]}

@@ -11,8 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from ddbench import models
-from ddbench.models import create_model, load_state_checked, model_fingerprint, parse_model_name
+from ddbench.training import models
+from ddbench.training.models import (
+    create_model,
+    load_state_checked,
+    model_fingerprint,
+    parse_model_name,
+)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -105,7 +110,7 @@ def test_parse_model_name_fields() -> None:
 
 def test_import_does_not_load_torch() -> None:
     code = (
-        "import sys, ddbench.models as m; m.parse_model_name('convnet-d3-w128-in'); "
+        "import sys, ddbench.training.models as m; m.parse_model_name('convnet-d3-w128-in'); "
         "m.parse_model_name('timm:resnet18'); "
         "print('torch' in sys.modules, 'timm' in sys.modules)"
     )

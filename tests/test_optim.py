@@ -1,11 +1,11 @@
-"""ddbench.optim applies torch.optim's update rules exactly (CPU, single-tensor path)."""
+"""ddbench.training.optim applies torch.optim's update rules exactly (CPU, single-tensor path)."""
 
 import sys
 
 import pytest
 import torch
 
-from ddbench import optim
+from ddbench.training import optim
 
 
 def _run(make_opt, steps=12, lr_schedule=None):
@@ -76,7 +76,7 @@ def test_empty_parameter_list_is_an_error():
 def test_training_step_does_not_import_dynamo():
     code = (
         "import sys, torch\n"
-        "from ddbench import optim\n"
+        "from ddbench.training import optim\n"
         "m = torch.nn.Linear(3, 2)\n"
         "o = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)\n"
         "m(torch.randn(4, 3)).sum().backward(); o.step(); o.zero_grad()\n"

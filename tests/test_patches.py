@@ -5,9 +5,9 @@ import pytest
 import torch
 from conftest import make_dynamics, make_image_data
 
-from ddbench.crops import assemble_mosaics, crop_resize, load_crop_scores, sample_boxes
-from ddbench.h5io import write_h5
+from ddbench.data.h5io import write_h5
 from ddbench.methods import Context, get_method_class
+from ddbench.stages.crops import assemble_mosaics, crop_resize, load_crop_scores, sample_boxes
 
 
 def test_boxes_lie_inside_the_image():
@@ -78,7 +78,7 @@ def test_ca2d_orders_source_images_by_cad(tmp_path):
     n = len(data.train_labels)
     path = _crop_file(tmp_path, data, np.zeros((n, 2)))
     dyn = make_dynamics(data.train_labels, runs=1, epochs=8, num_classes=3)
-    from ddbench.scores import cad
+    from ddbench.stages.scores import cad
 
     difficulty = cad(dyn["probs"], dyn["labels"], 8, 3, 3)
     ctx = Context(data=data, dataset="t", scores=dyn, extras={"crops_path": str(path)})

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from conftest import run_snakemake
 
+from ddbench.analysis.tables import collect_results, load_result, read_metrics
+from ddbench.analysis.verify import files_to_delete, verify_results
 from ddbench.config import validate_config
-from ddbench.datasets import load_dataset, prepare_dataset
-from ddbench.h5io import DataFileError, h5_content_sha256, write_json
+from ddbench.data.datasets import load_dataset, prepare_dataset
+from ddbench.data.h5io import DataFileError, h5_content_sha256, write_json
 from ddbench.methods.base import CondensedSet
-from ddbench.tables import collect_results, load_result, read_metrics
-from ddbench.verify import files_to_delete, verify_results
 from ddbench.workflow.paths import identity_mismatch, parse_target, target_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,7 +256,7 @@ def test_a_copied_set_makes_its_evaluations_fail_and_keeps_the_table(run_copy):
 def test_teacher_checkpoints_of_identical_runs_are_byte_identical(digits, tmp_path):
     import zipfile
 
-    from ddbench.teachers import train_teacher
+    from ddbench.stages.teachers import train_teacher
 
     spec = {"model": "convnet-d2-w8-in", "epochs": 1, "batch_size": 128, "lr": 0.05}
     runs = []
@@ -285,7 +285,7 @@ def _write_eval(root, **fields):
 
 @pytest.mark.parametrize("case", ["empty", "reference_only", "no_baseline", "one_protocol"])
 def test_every_table_is_written_from_empty_and_partial_inputs(tmp_path, case):
-    from ddbench.tables import write_accuracy_table, write_study_tables
+    from ddbench.analysis.tables import write_accuracy_table, write_study_tables
 
     paths = {
         "empty": [],

@@ -11,9 +11,9 @@ import torch
 import yaml
 from conftest import run_snakemake
 
-from ddbench.h5io import write_h5
+from ddbench.data.h5io import write_h5
 from ddbench.methods import Context, get_method_class
-from ddbench.psr import (
+from ddbench.stages.psr import (
     informativeness,
     pool_key,
     pool_spec,
@@ -21,7 +21,7 @@ from ddbench.psr import (
     sample_pool,
     select_class,
 )
-from ddbench.teachers import make_model
+from ddbench.stages.teachers import make_model
 from ddbench.testing import check_method, tiny_dataset, tiny_unet_prior
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +146,7 @@ def test_exact_ipc_with_refinement(setup, tmp_path):
     prior.scheduler().save_pretrained(folder / "scheduler")
     import json
 
-    from ddbench.priors import PRIOR_FORMAT, PRIOR_JSON
+    from ddbench.stages.priors import PRIOR_FORMAT, PRIOR_JSON
 
     info = {**prior.info, "format": PRIOR_FORMAT, "kind": "unet"}
     (folder / PRIOR_JSON).write_text(json.dumps(info))

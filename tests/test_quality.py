@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from ddbench.quality import (
+from ddbench.analysis.quality import (
     QualityInputs,
     kth_neighbour_radii,
     median_bandwidth,
@@ -18,7 +18,7 @@ from ddbench.quality import (
     quality_metrics,
     real_subsample,
 )
-from ddbench.tables import augmentation_robust_score, label_robust_score
+from ddbench.analysis.tables import augmentation_robust_score, label_robust_score
 from ddbench.workflow.studies import augmentation_twins, budget_sweeps, hard_label_protocol
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import run_snakemake
 
-from ddbench.tables import (
+from ddbench.analysis.tables import (
     collect_results,
     cost_table,
     label_robust_score,
@@ -355,7 +355,7 @@ def test_report_html_and_zip_show_the_five_categories_in_chromium(smoke_run, tmp
 
 
 def test_identical_values_across_seeds_print_a_zero_std():
-    from ddbench.tables import _cell_text
+    from ddbench.analysis.tables import _cell_text
 
     values = [0.1, 0.1, 0.1]
     std = float(np.std(values, ddof=1))  # floating-point noise, not 0 exactly in general
@@ -368,7 +368,12 @@ def test_identical_values_across_seeds_print_a_zero_std():
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory) -> dict:
     """The frames the figure rules pass, from the synthetic evaluations (dataset `toy`)."""
-    from ddbench.tables import aggregate, protocol_params, read_quality, teacher_student_matrix
+    from ddbench.analysis.tables import (
+        aggregate,
+        protocol_params,
+        read_quality,
+        teacher_student_matrix,
+    )
 
     m = read_metrics(_write_evals(tmp_path_factory.mktemp("evals")))
     agg = aggregate(m)
@@ -577,9 +582,9 @@ FIGURE_CASES = {
 
 
 def _figures():
-    import ddbench.figures
+    import ddbench.analysis.figures
 
-    return ddbench.figures
+    return ddbench.analysis.figures
 
 
 def test_every_public_plot_function_has_empty_and_partial_cases():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ddbench.h5io import DataFileError, write_h5
-from ddbench.scores import el2n, forgetting, load_dynamics, p_true
-from ddbench.selection import rank_by_score
+from ddbench.data.h5io import DataFileError, write_h5
+from ddbench.methods.selection import rank_by_score
+from ddbench.stages.scores import el2n, forgetting, load_dynamics, p_true
 
 
 def _labels(n: int = 10, k: int = 3, seed: int = 0) -> np.ndarray:
@@ -146,7 +146,7 @@ def test_load_dynamics_rejects_other_file_kind(tmp_path, fake_dynamics) -> None:
     write_h5(path, "features", dict(dyn), created_by="test")
     with pytest.raises(DataFileError, match="feats.h5") as info:
         load_dynamics(path)
-    assert "ddbench.scores/1" in str(info.value)
+    assert "ddbench.stages.scores/1" in str(info.value)
 
 
 def test_load_dynamics_rejects_sample_count_mismatch(tmp_path, fake_dynamics) -> None:

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ddbench.selection import covering_radius, herding_order, kcenter_order, rank_by_score
+from ddbench.methods.selection import covering_radius, herding_order, kcenter_order, rank_by_score
 
 
 def _points(n: int, d: int, seed: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests for ddbench.sources: raw dataset readers on small fixtures in the real on-disk formats."""
+"""Tests for ddbench.data.sources: raw dataset readers on small fixtures in the real on-disk formats."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddbench.sources import LOADER_KINDS, RawData, SourceError, check_source, load_source
+from ddbench.data.sources import LOADER_KINDS, RawData, SourceError, check_source, load_source
 
 # --------------------------------------------------------------------------- fixture writers
 
@@ -175,7 +175,7 @@ def test_unknown_kind_lists_loader_kinds():
 
 def test_import_stays_light():
     code = (
-        "import sys, ddbench.sources; "
+        "import sys, ddbench.data.sources; "
         "bad = [m for m in ('torch', 'sklearn') if m in sys.modules]; "
         "print(*bad); sys.exit(1 if bad else 0)"
     )
@@ -504,8 +504,8 @@ NO_COUNTS = {"num_classes": None, "min_train_per_class": None, "classes": None}
 
 
 def _forbid_reading(monkeypatch) -> None:
-    """Make every data-file reader and class-folder listing of ddbench.sources fail the test."""
-    import ddbench.sources as sources
+    """Make every data-file reader and class-folder listing of ddbench.data.sources fail the test."""
+    import ddbench.data.sources as sources
 
     def forbidden(*args, **kwargs):
         raise AssertionError(f"read_files=False read or listed {args[:1]}")

@@ -4,10 +4,10 @@ import numpy as np
 import torch
 from conftest import make_image_data
 
-from ddbench.engine import build_classifier, train
 from ddbench.methods import Context, get_method_class
 from ddbench.methods.synthesis import bn_statistics_loss
-from ddbench.protocols import resolve_protocol
+from ddbench.training.engine import build_classifier, train
+from ddbench.training.protocols import resolve_protocol
 
 
 def _data():

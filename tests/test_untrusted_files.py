@@ -18,10 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ddbench import sources
+from ddbench.data import sources
+from ddbench.data.sources import check_source, load_source
 from ddbench.errors import DataFileError, SourceError
 from ddbench.methods.external import load_external
-from ddbench.sources import check_source, load_source
 
 MARKER = "PLANTED_RAN"
 

@@ -3,8 +3,8 @@
 import copy
 import shutil
 
+from ddbench.analysis.verify import verify_results
 from ddbench.config import validate_config
-from ddbench.verify import verify_results
 
 
 def _statuses(findings):
@@ -83,7 +83,7 @@ def test_verify_command_reports_and_exits_nonzero_on_stale(smoke_run, tmp_path):
 def _accuracy_table(work, cfg, out):
     import pandas as pd
 
-    from ddbench.tables import write_accuracy_table
+    from ddbench.analysis.tables import write_accuracy_table
 
     paths = sorted(str(p) for p in (work / "results/digits/eval").rglob("*.json"))
     write_accuracy_table(paths, out / "a.csv", out / "a.md", config=validate_config(cfg))

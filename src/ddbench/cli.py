@@ -27,8 +27,8 @@ def _user_errors(fn: Callable) -> Callable:
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        from .config import ConfigError
-        from .h5io import DataFileError
+        from ddbench.config import ConfigError
+        from ddbench.data.h5io import DataFileError
 
         try:
             return fn(*args, **kwargs)
@@ -60,14 +60,14 @@ def list_cmd(what: str, config_path: str | None) -> None:
     if what in ("scorers", "priors", "sources"):
         _list_registry(what)
     elif what == "inputs":
-        from .workflow.inputs import INPUT_KINDS
+        from ddbench.workflow.inputs import INPUT_KINDS
 
         for name, kind in INPUT_KINDS.items():
             where = f"{kind.section}.<{kind.param}>" if kind.section else "(the method's own)"
             sort = f" {kind.scorer_kind} scorer" if kind.scorer_kind else ""
             click.echo(f"{name:<10} from {where:<22}{sort:<16} {kind.doc}")
     elif what == "methods":
-        from .methods import get_method_class, list_methods
+        from ddbench.methods import get_method_class, list_methods
 
         rows = []
         for kind in list_methods():
@@ -78,7 +78,7 @@ def list_cmd(what: str, config_path: str | None) -> None:
         for kind, needs, doc in rows:
             click.echo(f"{kind:<18} needs: {needs:<{width}}  {doc}")
     elif what == "protocols":
-        from .protocols import PRESETS
+        from ddbench.training.protocols import PRESETS
 
         for name, p in PRESETS.items():
             note = "  (trains teachers and proxies)" if name == "teacher" else ""
@@ -88,13 +88,13 @@ def list_cmd(what: str, config_path: str | None) -> None:
                 f"{', cutmix' if p['cutmix'] else ''}, T {p['temperature']:g}{note}"
             )
     elif what == "students" and config_path:
-        from .config import load_config
+        from ddbench.config import load_config
 
         config = load_config(config_path)
         for name, spec in config["students"].items():
             click.echo(f"{name:<18} {spec['model']}")
     else:
-        from .models import list_model_families
+        from ddbench.training.models import list_model_families
 
         if what == "students":
             click.echo("a student is any model name (--config FILE lists a config's students):")
@@ -106,7 +106,7 @@ def list_cmd(what: str, config_path: str | None) -> None:
 
 def _list_registry(what: str) -> None:
     """Each registered kind: summary, what its job reads, parameters with their defaults."""
-    from .registry import PRIORS, SCORERS, SOURCES
+    from ddbench.registry import PRIORS, SCORERS, SOURCES
 
     registry = {"scorers": SCORERS, "priors": PRIORS, "sources": SOURCES}[what]
     for name in registry.names():
@@ -165,7 +165,7 @@ def _plain(value):
 @_user_errors
 def validate(config_file: str) -> None:
     """Validate a config file (schema, references, data folders); print OK or the error."""
-    from .config import grid, load_config
+    from ddbench.config import grid, load_config
 
     config = load_config(config_file)
     click.echo(f"OK: {config_file} ({sum(1 for _ in grid(config))} evaluation cells)")
@@ -195,8 +195,8 @@ def validate(config_file: str) -> None:
 @_user_errors
 def import_cmd(source: str, dataset_file: str, ipc: int, out: str, fmt: str, name: str) -> None:
     """Check an external set (folder, .npz, .pt, .h5) against a dataset; write a condensed set."""
-    from .datasets import load_dataset
-    from .methods.external import load_external
+    from ddbench.data.datasets import load_dataset
+    from ddbench.methods.external import load_external
 
     data = load_dataset(dataset_file)
     cset = load_external(source, data, ipc, fmt=fmt, method=name)
@@ -219,7 +219,7 @@ def import_cmd(source: str, dataset_file: str, ipc: int, out: str, fmt: str, nam
 @_user_errors
 def export_cmd(set_file: str, out_dir: str, dataset_file: str | None) -> None:
     """Write a condensed set as 8-bit PNG class folders with labels.csv (+ soft_labels.npy)."""
-    from .export import export_set
+    from ddbench.data.export import export_set
 
     info = export_set(set_file, out_dir, dataset=dataset_file)
     click.echo(
@@ -262,8 +262,8 @@ def verify(config_path: str, directory: str, show_all: bool, missing: bool) -> N
     import shlex
     from collections import Counter
 
-    from .config import load_config
-    from .verify import files_to_delete, verify_results
+    from ddbench.analysis.verify import files_to_delete, verify_results
+    from ddbench.config import load_config
 
     findings = verify_results(load_config(config_path), directory)
     shown = [

@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .protocols import resolve_protocol
+from ddbench.training.protocols import resolve_protocol
 
 GRID_KEYS = ("dataset", "ipc", "method", "protocol", "student", "seed")
 
@@ -36,7 +36,7 @@ MAX_SEED = 2**32 - 1
 SKIP_DEVICE_CHECK_ENV = "DDBENCH_SKIP_DEVICE_CHECK"
 
 
-from .errors import ConfigError  # noqa: E402  (re-exported: `from ddbench.config import ConfigError`)
+from ddbench.errors import ConfigError  # noqa: E402  (re-exported: `from ddbench.config import ConfigError`)
 
 
 def schema() -> dict:
@@ -291,7 +291,7 @@ def _check_unique(config: dict) -> None:
 
 
 def _check_model(where: str, name: str) -> None:
-    from .models import parse_model_name
+    from ddbench.training.models import parse_model_name
 
     try:
         parse_model_name(name)
@@ -309,7 +309,7 @@ _SECTION_OF_NEED = {"teacher": "teachers", "prior": "priors"}
 
 def _check_kinds(config: dict) -> None:
     """Every dataset source, scorer and prior names a registered kind (plugins included)."""
-    from .registry import PRIORS, SCORERS, SOURCES
+    from ddbench.registry import PRIORS, SCORERS, SOURCES
 
     for section, registry in (("datasets", SOURCES), ("scorers", SCORERS), ("priors", PRIORS)):
         for name, spec in config.get(section, {}).items():
@@ -323,7 +323,7 @@ def _check_kinds(config: dict) -> None:
 def _check_teachers(config: dict) -> None:
     for name, spec in config["teachers"].items():
         _check_model(f"teachers.{name}.model", spec["model"])
-    from .registry import SCORERS
+    from ddbench.registry import SCORERS
 
     for name, spec in config["scorers"].items():
         try:
@@ -356,7 +356,12 @@ def _check_range(pair: list, where: str) -> None:
 
 
 def _check_priors(config: dict, check_sources: bool) -> None:
-    from .priors import PriorSourceError, check_prompt_template, check_sd_source, check_unet_shape
+    from ddbench.stages.priors import (
+        PriorSourceError,
+        check_prompt_template,
+        check_sd_source,
+        check_unet_shape,
+    )
 
     for name, spec in config["priors"].items():
         try:
@@ -382,8 +387,8 @@ def _require(config: dict, section: str, value: str, where: str) -> None:
 
 
 def _check_methods(config: dict) -> None:
-    from .methods import get_method_class, list_methods
-    from .workflow.inputs import input_kind
+    from ddbench.methods import get_method_class, list_methods
+    from ddbench.workflow.inputs import input_kind
 
     for name, spec in config["methods"].items():
         if name == REFERENCE_METHOD:
@@ -551,7 +556,7 @@ def _check_device(config: dict) -> None:
 
 
 def _check_sources(config: dict, read_files: bool = True) -> None:
-    from .sources import SourceError, check_source
+    from ddbench.data.sources import SourceError, check_source
 
     for name, spec in config["datasets"].items():
         try:

@@ -4,7 +4,7 @@ Each kind is one `Kind`: its name, a one-line summary, the parameter keys it rea
 JSON schema and defaults come from the config schema, filled once at validation), what its
 job reads besides the dataset, and the functions that do the work, named as
 "module:function" so listing or validating a config imports no torch. Plugins add kinds
-through entry points (`ddbench.scorers`, `ddbench.priors`, `ddbench.sources`) whose modules
+through entry points (`ddbench.scorers`, `ddbench.stages.priors`, `ddbench.data.sources`) whose modules
 call `register_scorer` / `register_prior` / `register_source`. `ddbench list scorers` (and
 `priors`, `sources`) shows each kind with its parameters.
 """
@@ -85,7 +85,7 @@ class Registry:
 
     def parameter_schema(self, name: str) -> dict[str, Any]:
         """The JSON schema of a kind's parameters, from the config schema."""
-        from .config import schema
+        from ddbench.config import schema
 
         kind = self.get(name)
         node: Any = schema()
@@ -102,9 +102,11 @@ class Registry:
 
 
 SCORERS = Registry("scorer", "ddbench.scorers", ("properties", "scorers", "additionalProperties"))
-PRIORS = Registry("prior", "ddbench.priors", ("properties", "priors", "additionalProperties"))
+PRIORS = Registry(
+    "prior", "ddbench.stages.priors", ("properties", "priors", "additionalProperties")
+)
 SOURCES = Registry(
-    "dataset source", "ddbench.sources", ("properties", "datasets", "additionalProperties")
+    "dataset source", "ddbench.data.sources", ("properties", "datasets", "additionalProperties")
 )
 
 
@@ -145,7 +147,7 @@ register_scorer(
         "dynamics",
         "training dynamics of proxy runs (EL2N, forgetting, CAD read them)",
         _TRAINING,
-        {"run": "ddbench.dynamics:record_dynamics"},
+        {"run": "ddbench.stages.dynamics:record_dynamics"},
     )
 )
 register_scorer(
@@ -153,7 +155,7 @@ register_scorer(
         "crops",
         "random-resized crops scored by a teacher's loss (RDED, CA2D)",
         _CROPS,
-        {"run": "ddbench.crops:score_crops"},
+        {"run": "ddbench.stages.crops:score_crops"},
         inputs=("teacher",),
     )
 )
@@ -170,7 +172,7 @@ register_scorer(
             "dift_block",
             "keep_per_image",
         ),
-        {"run": "ddbench.ddps:score_patches"},
+        {"run": "ddbench.stages.ddps:score_patches"},
         inputs=("prior", "teacher"),
     )
 )
@@ -207,7 +209,7 @@ register_prior(
         "unet",
         "class-conditional UNet trained by the workflow with label dropout (classifier-free guidance)",
         _UNET_KEYS,
-        {"build": "ddbench.diffusion:build_unet_prior"},
+        {"build": "ddbench.stages.diffusion:build_unet_prior"},
         schema_path=("$defs", "unet_prior"),
     )
 )
@@ -216,7 +218,7 @@ register_prior(
         "stable_diffusion",
         "a pretrained Stable Diffusion pipeline from a local folder (never downloaded)",
         _SD_KEYS,
-        {"build": "ddbench.diffusion:build_sd_prior"},
+        {"build": "ddbench.stages.diffusion:build_sd_prior"},
         schema_path=("$defs", "sd_prior"),
     )
 )
@@ -239,9 +241,9 @@ for _name, _summary, _keys in (
             _summary,
             _keys,
             {
-                "check": f"ddbench.sources:_check_{_name.rstrip('0123456789')}",
-                "load": f"ddbench.sources:_load_{_name.rstrip('0123456789')}",
-                "layout": f"ddbench.sources:_layout_{_name.rstrip('0123456789')}",
+                "check": f"ddbench.data.sources:_check_{_name.rstrip('0123456789')}",
+                "load": f"ddbench.data.sources:_load_{_name.rstrip('0123456789')}",
+                "layout": f"ddbench.data.sources:_layout_{_name.rstrip('0123456789')}",
             },
         )
     )

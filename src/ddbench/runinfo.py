@@ -23,8 +23,7 @@ import sys
 from pathlib import Path
 
 import ddbench
-
-from . import __version__
+from ddbench import __version__
 
 
 def package_dir() -> Path:
@@ -87,7 +86,7 @@ def run_job(fn, *args, **kwargs):
     only bury that line, so the job prints `ERROR: <message>` and exits with status 1.
     Anything unexpected still raises with its traceback.
     """
-    from .errors import DdbenchError
+    from ddbench.errors import DdbenchError
 
     try:
         return fn(*args, **kwargs)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, validate_schema
-from .datasets import ImageData
-from .methods import CondensedSet, Context, Method, get_method_class
-from .workflow.inputs import INPUT_KINDS
+from ddbench.config import ConfigError, validate_schema
+from ddbench.data.datasets import ImageData
+from ddbench.methods import CondensedSet, Context, Method, get_method_class
+from ddbench.workflow.inputs import INPUT_KINDS
 
 # The inputs the workflow knows how to wire (ddbench.workflow.inputs), and those made by
 # trained models: a kind needing one must be given `make_context`.
@@ -238,8 +238,8 @@ def tiny_unet_prior(
     """A real `unet` DiffusionPrior with a tiny randomly initialised UNet (tests of prior users)."""
     import torch
 
-    from .diffusion import UNET_DEFAULTS, UNetPrior, build_scheduler, build_unet
-    from .priors import unet_padding
+    from ddbench.stages.diffusion import UNET_DEFAULTS, UNetPrior, build_scheduler, build_unet
+    from ddbench.stages.priors import unet_padding
 
     spec = {
         **UNET_DEFAULTS,

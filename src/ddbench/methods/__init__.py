@@ -1,6 +1,6 @@
 """Method registry; importing this package registers the built-in kinds (no torch needed)."""
 
-from . import (  # noqa: F401  (registers the built-in kinds)
+from ddbench.methods import (  # noqa: F401  (registers the built-in kinds)
     coresets,
     diffsel,  # noqa: F401  (ddps, psr: selection with a diffusion prior)
     external,
@@ -8,7 +8,7 @@ from . import (  # noqa: F401  (registers the built-in kinds)
     patches,
     synthesis,
 )
-from .base import (
+from ddbench.methods.base import (
     METHODS,
     CondensedSet,
     Context,

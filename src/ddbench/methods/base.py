@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..datasets import ImageData
-from ..errors import ConfigError
-from ..h5io import DataFileError, config_sha256, open_h5, read_array, write_h5
-from ..workflow.paths import check_identity
+from ddbench.data.datasets import ImageData
+from ddbench.data.h5io import DataFileError, config_sha256, open_h5, read_array, write_h5
+from ddbench.errors import ConfigError
+from ddbench.workflow.paths import check_identity
 
 METHODS: dict[str, type[Method]] = {}
 _PLUGINS_LOADED = False
@@ -100,7 +100,7 @@ class Method:
         `teacher`, `features`, `scorer`, `crops`, `prior`); a kind whose inputs depend on
         other parameters (clusters, an optional teacher) overrides this.
         """
-        from ..workflow.inputs import named_inputs
+        from ddbench.workflow.inputs import named_inputs
 
         return named_inputs(self.requires, self.params)
 

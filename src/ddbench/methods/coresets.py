@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scores import cad, el2n, el2n_soft, forgetting
-from ..selection import herding_order, kcenter_order, rank_by_score
-from .base import CondensedSet, Context, Method, register_method, select_indices
+from ddbench.methods.base import CondensedSet, Context, Method, register_method, select_indices
+from ddbench.methods.selection import herding_order, kcenter_order, rank_by_score
+from ddbench.stages.scores import cad, el2n, el2n_soft, forgetting
 
 _FEATURES = {"type": "string", "description": "teacher whose penultimate features are used"}
 _SCORER = {"type": "string", "description": "dynamics scorer (config `scorers`)"}
@@ -117,7 +117,7 @@ class EL2N(_ScoreRanking):
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
         epoch = int(self.params["epoch"])
         if self.params.get("target") == "teacher":
-            from ..features import load_features
+            from ddbench.stages.features import load_features
 
             logits = load_features(
                 ctx.extras["features_path"], len(ctx.data.train_labels), "logits"

@@ -1,21 +1,21 @@
 """Selection with a diffusion prior: DDPS (diffusion-driven patch selection) and PSR
 (pool-select-refine). The costly parts are IPC-independent targets (ddps scores, clusters,
-the sample pool); `condense` here is the cheap per-IPC step. Definitions: ddbench.ddps and
-ddbench.psr.
+the sample pool); `condense` here is the cheap per-IPC step. Definitions: ddbench.stages.ddps and
+ddbench.stages.psr.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import CondensedSet, Context, Method, register_method
+from ddbench.methods.base import CondensedSet, Context, Method, register_method
 
 
 @register_method("ddps")
 class DDPS(Method):
     """DDPS: patches whose class condition best explains them, clustered on DIFT features.
 
-    Per class, the kept patches of the `ddps` scorer are ranked by `ddbench.ddps.rank_patches`
+    Per class, the kept patches of the `ddps` scorer are ranked by `ddbench.stages.ddps.rank_patches`
     (clusters by median score, the `top_clusters` best taken nearest-to-centroid round-robin,
     the rest by score). At IPC <= `mosaic_max_ipc` each image is a factor x factor mosaic of
     consecutive picks (row-major), above it each image is one patch resized to the image size.
@@ -56,9 +56,9 @@ class DDPS(Method):
         return out
 
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
-        from ..crops import assemble_mosaics
-        from ..ddps import kept_patches, load_clusters, load_patch_scores, rank_patches
-        from ..h5io import DataFileError
+        from ddbench.data.h5io import DataFileError
+        from ddbench.stages.crops import assemble_mosaics
+        from ddbench.stages.ddps import kept_patches, load_clusters, load_patch_scores, rank_patches
 
         data = ctx.data
         path = ctx.extras["patches_path"]
@@ -122,7 +122,7 @@ class PSR(Method):
     The pool (`m * max_ipc` samples per class) is its own target; here each class's IPC
     samples are selected (`selection`: criterion | random | first) and their latents refined
     (`refine_steps`, 0 = off). Soft labels: the teacher's softmax at `temperature` of the final
-    images. Exact definitions: ddbench.psr.
+    images. Exact definitions: ddbench.stages.psr.
     """
 
     requires = frozenset({"prior", "teacher", "pool"})
@@ -176,13 +176,13 @@ class PSR(Method):
 
     def pool_params(self, grid_max_ipc: int) -> dict:
         """The parameters defining this method's pool, given the grid's largest IPC."""
-        from ..psr import pool_spec
+        from ddbench.stages.psr import pool_spec
 
         return pool_spec(self._filled(), grid_max_ipc)
 
     def pool_name(self, grid_max_ipc: int) -> str:
         """File name (without .h5) of this method's pool given the grid's largest IPC."""
-        from ..psr import pool_key
+        from ddbench.stages.psr import pool_key
 
         return pool_key(self.pool_params(grid_max_ipc))
 
@@ -193,11 +193,11 @@ class PSR(Method):
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
         import torch
 
-        from ..ddps import check_prior_fits
-        from ..diffusion import load_prior
-        from ..engine import embed, predict
-        from ..h5io import DataFileError
-        from ..psr import informativeness, load_pool, refine_latents, select_class
+        from ddbench.data.h5io import DataFileError
+        from ddbench.stages.ddps import check_prior_fits
+        from ddbench.stages.diffusion import load_prior
+        from ddbench.stages.psr import informativeness, load_pool, refine_latents, select_class
+        from ddbench.training.engine import embed, predict
 
         data = ctx.data
         p = self._filled()

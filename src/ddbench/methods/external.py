@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import ImageData
-from ..h5io import DataFileError, file_sha256
-from .base import CondensedSet, Context, Method, register_method
+from ddbench.data.datasets import ImageData
+from ddbench.data.h5io import DataFileError, file_sha256
+from ddbench.methods.base import CondensedSet, Context, Method, register_method
 
 FORMATS = ("auto", "imagefolder", "npz", "pt", "h5")
 SUFFIX_FORMATS = {".npz": "npz", ".pt": "pt", ".pth": "pt", ".h5": "h5", ".hdf5": "h5"}
@@ -264,7 +264,7 @@ def _folder_class(path: Path, folder: str, classes: list[str]) -> int:
 
 
 def _read_folder(path: Path, data: ImageData) -> dict[str, Any]:
-    from ..sources import open_image  # imports PIL; kept out of the module import
+    from ddbench.data.sources import open_image  # imports PIL; kept out of the module import
 
     classes = list(data.classes)
     mode = {1: "L", 3: "RGB"}.get(data.in_chans)

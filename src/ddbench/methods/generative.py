@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CondensedSet, Context, Method, register_method
+from ddbench.methods.base import CondensedSet, Context, Method, register_method
 
 # samples generated per forward batch; noise is drawn for the whole set first, so this only
 # bounds memory and never changes the result
@@ -42,7 +42,7 @@ class Generate(Method):
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
         import torch
 
-        from ..diffusion import load_prior
+        from ddbench.stages.diffusion import load_prior
 
         data = ctx.data
         prior = load_prior(ctx.extras["prior_path"], device=ctx.device)

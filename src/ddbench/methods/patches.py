@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CondensedSet, Context, Method, register_method
+from ddbench.methods.base import CondensedSet, Context, Method, register_method
 
 _FACTOR = {
     "type": "integer",
@@ -38,7 +38,7 @@ class _PatchMethod(Method):
         raise NotImplementedError
 
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
-        from ..crops import assemble_mosaics, load_crop_scores
+        from ddbench.stages.crops import assemble_mosaics, load_crop_scores
 
         data = ctx.data
         factor = int(self.params.get("factor", 2))
@@ -117,7 +117,7 @@ class CA2D(_PatchMethod):
     }
 
     def _image_rank(self, ctx, cs, rows, rng):
-        from ..scores import cad
+        from ddbench.stages.scores import cad
 
         probs = ctx.scores["probs"]
         budget = int(self.params.get("budget") or probs.shape[1])

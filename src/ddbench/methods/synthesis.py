@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 
-from ..errors import check_finite_loss
-from .base import CondensedSet, Context, Method, register_method
+from ddbench.errors import check_finite_loss
+from ddbench.methods.base import CondensedSet, Context, Method, register_method
 
 
 def _real_init(ctx: Context, ipc: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -59,10 +59,10 @@ class DistributionMatching(Method):
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
         import torch
 
-        from .. import optim
-        from ..augment import DSA
-        from ..engine import build_classifier
-        from ..models import create_model  # noqa: F401  (registry import side effects)
+        from ddbench.training import optim
+        from ddbench.training.augment import DSA
+        from ddbench.training.engine import build_classifier
+        from ddbench.training.models import create_model  # noqa: F401  (registry import side effects)
 
         p = {
             "model": "convnet-d3-w32-in",
@@ -198,7 +198,7 @@ class SRe2L(Method):
         import torch.nn.functional as F
         from tqdm import tqdm
 
-        from .. import optim
+        from ddbench.training import optim
 
         p = {
             "iterations": 300,

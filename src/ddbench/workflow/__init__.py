@@ -4,8 +4,8 @@ The rule files only wire what this package computes, so all of it is importable 
 without Snakemake. No torch, no pandas.
 """
 
-from .inputs import INPUT_KINDS, InputKind, input_kind, register_input_kind
-from .paths import (
+from ddbench.workflow.inputs import INPUT_KINDS, InputKind, input_kind, register_input_kind
+from ddbench.workflow.paths import (
     REFERENCE_METHOD,
     Target,
     check_identity,
@@ -21,7 +21,7 @@ _PLAN = ("Plan", "as_json", "scaled")
 def __getattr__(name: str):
     # the plan imports the method registry, whose modules import `paths`: load it on first use
     if name in _PLAN:
-        from . import plan
+        from ddbench.workflow import plan
 
         return getattr(plan, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

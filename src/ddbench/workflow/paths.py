@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import DataFileError
+from ddbench.errors import DataFileError
 
 REFERENCE_METHOD = "full_train"  # the whole-training-set reference row (no IPC folder)
 

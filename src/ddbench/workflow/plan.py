@@ -13,12 +13,12 @@ import functools
 import json
 from typing import Any
 
-from ..config import ConfigError, excluded, grid, method_params
-from ..methods import get_method_class
-from ..protocols import resolve_protocol
-from . import studies
-from .inputs import input_kind
-from .paths import REFERENCE_METHOD, target_path
+from ddbench.config import ConfigError, excluded, grid, method_params
+from ddbench.methods import get_method_class
+from ddbench.training.protocols import resolve_protocol
+from ddbench.workflow import studies
+from ddbench.workflow.inputs import input_kind
+from ddbench.workflow.paths import REFERENCE_METHOD, target_path
 
 TABLE_FORMATS = ("csv", "md", "tex", "html")
 FIGURE_FORMATS = ("svg", "png")
@@ -91,7 +91,7 @@ class Plan:
     def scorer_inputs(self, wildcards) -> dict[str, str]:
         """The dataset, plus what the scorer kind reads (registry: crops a teacher, ddps a prior
         and a teacher)."""
-        from ..registry import SCORERS
+        from ddbench.registry import SCORERS
 
         ds = wildcards.dataset
         spec = self.config["scorers"][wildcards.scorer]
@@ -126,7 +126,7 @@ class Plan:
         inputs = {"dataset": target_path("dataset", dataset=ds)}
         method = self.method(wildcards.method)
         if "external" in method.requires:
-            from ..methods.external import external_inputs
+            from ddbench.methods.external import external_inputs
 
             inputs.update(external_inputs(method.params["path"], wildcards.ipc, wildcards.seed))
         for need, name in self.method_input_names(wildcards.method).items():

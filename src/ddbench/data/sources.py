@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import SourceError  # re-exported: callers import it from here
+from ddbench.errors import SourceError  # re-exported: callers import it from here
 
 # the built-in source kinds (ddbench.registry.SOURCES also holds plugins')
 LOADER_KINDS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
@@ -728,7 +728,7 @@ def _check_imagefolder(spec: dict) -> dict:
 
 
 def _kind(spec: dict) -> str:
-    from .registry import SOURCES
+    from ddbench.registry import SOURCES
 
     if not isinstance(spec, dict):
         raise SourceError(f"a dataset source must be a mapping with a 'kind', got {spec!r}")
@@ -771,7 +771,7 @@ def check_source(spec: dict, *, read_files: bool = True) -> dict:
     DAG is built. The functions come from the source kind's registry entry
     (ddbench.registry.SOURCES: `check`, `layout`, `load`).
     """
-    from .registry import SOURCES
+    from ddbench.registry import SOURCES
 
     kind = SOURCES.get(_kind(spec))
     if not read_files:
@@ -789,6 +789,6 @@ def load_source(spec: dict) -> RawData:
     Per-class caps are applied by `_finish`; a loader may apply them earlier (image folders
     never decode unused images), which leaves nothing for `_finish` to drop.
     """
-    from .registry import SOURCES
+    from ddbench.registry import SOURCES
 
     return _finish(spec, SOURCES.get(_kind(spec)).function("load")(spec))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .h5io import DataFileError, open_h5, read_array, write_h5
-from .workflow.paths import check_identity
+from ddbench.data.h5io import DataFileError, open_h5, read_array, write_h5
+from ddbench.workflow.paths import check_identity
 
 
 @dataclass
@@ -62,7 +62,7 @@ def to_float_chw(images: np.ndarray) -> np.ndarray:
 
 def prepare_dataset(name: str, spec: dict, out: str | os.PathLike) -> dict:
     """Load a configured source and write it as a ddbench dataset HDF5; return a summary."""
-    from .sources import load_source
+    from ddbench.data.sources import load_source
 
     raw = load_source(spec)
     for split, labels in (("train", raw.train_labels), ("test", raw.test_labels)):
@@ -81,7 +81,7 @@ def prepare_dataset(name: str, spec: dict, out: str | os.PathLike) -> dict:
             "test/images": raw.test_images,
             "test/labels": raw.test_labels.astype(np.int64),
         },
-        created_by="ddbench.datasets.prepare_dataset",
+        created_by="ddbench.data.datasets.prepare_dataset",
         params=spec,
         compress=False,  # read by every job: uncompressed uint8 loads fastest
         attrs={

@@ -33,7 +33,7 @@ import sys
 
 import numpy as np
 
-from .h5io import DataFileError, open_h5, read_array, write_h5
+from ddbench.data.h5io import DataFileError, open_h5, read_array, write_h5
 
 SCORE_DEFAULTS = {
     "max_images_per_class": 300,
@@ -147,10 +147,10 @@ def score_patches(
     threads: int | None = None,
 ) -> dict:
     """The `ddps` scorer target: compute the patch arrays and write them atomically."""
-    from .datasets import load_dataset
-    from .diffusion import load_prior
-    from .engine import resolve_device, set_determinism
-    from .teachers import load_teacher
+    from ddbench.data.datasets import load_dataset
+    from ddbench.stages.diffusion import load_prior
+    from ddbench.stages.teachers import load_teacher
+    from ddbench.training.engine import resolve_device, set_determinism
 
     seed = int(spec.get("seed", SCORE_DEFAULTS["seed"]))
     set_determinism(seed, threads)
@@ -164,7 +164,7 @@ def score_patches(
         out,
         "scores",
         arrays,
-        created_by="ddbench.ddps.score_patches",
+        created_by="ddbench.stages.ddps.score_patches",
         params=spec,
         seed=seed,
         attrs=attrs,
@@ -177,7 +177,7 @@ def compute_patch_scores(data, prior, teacher, name: str, spec: dict, *, device=
     import torch
     from tqdm import tqdm
 
-    from .crops import crop_resize, sample_boxes
+    from ddbench.stages.crops import crop_resize, sample_boxes
 
     p = {**SCORE_DEFAULTS, **spec}
     seed = int(p["seed"])
@@ -333,7 +333,7 @@ def cluster_patches(
     out: str | os.PathLike,
 ) -> dict:
     """Per-class k-means of the kept patches (spec: features dift|teacher, k, seed, n_init)."""
-    from .datasets import load_dataset
+    from ddbench.data.datasets import load_dataset
 
     data = load_dataset(dataset_path, train_images=False)
     ps = load_patch_scores(scores_path, len(data.train_labels))
@@ -349,7 +349,7 @@ def cluster_patches(
         out,
         "clusters",
         {"rows": rows, "patches": patches, "labels": labels, **res},
-        created_by="ddbench.ddps.cluster_patches",
+        created_by="ddbench.stages.ddps.cluster_patches",
         params=spec,
         seed=int(spec["seed"]),
         attrs={"extractor": name, "dataset": data.name, "features": spec["features"]},

@@ -13,13 +13,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import __version__
+from ddbench import __version__
 
 FORMATS = {
     "dataset": "ddbench.dataset/1",
     "condensed": "ddbench.condensed/1",
-    "scores": "ddbench.scores/1",
-    "features": "ddbench.features/1",
+    "scores": "ddbench.stages.scores/1",
+    "features": "ddbench.stages.features/1",
     "clusters": "ddbench.clusters/1",
     "pool": "ddbench.pool/1",
 }
@@ -34,7 +34,7 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-from .errors import DataFileError  # noqa: E402  (re-exported for readers)
+from ddbench.errors import DataFileError  # noqa: E402  (re-exported for readers)
 
 
 def config_sha256(params: Any) -> str:

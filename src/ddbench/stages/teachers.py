@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .datasets import ImageData, load_dataset
-from .engine import (
+from ddbench.data.datasets import ImageData, load_dataset
+from ddbench.data.h5io import DataFileError, atomic_path, config_sha256, write_json
+from ddbench.training.engine import (
     Classifier,
     accuracy,
     build_classifier,
@@ -21,8 +22,7 @@ from .engine import (
     set_determinism,
     train,
 )
-from .h5io import DataFileError, atomic_path, config_sha256, write_json
-from .protocols import teacher_protocol
+from ddbench.training.protocols import teacher_protocol
 
 CHECKPOINT_FORMAT = "ddbench.checkpoint/1"
 
@@ -128,7 +128,7 @@ def save_torch(payload: dict, path: str | os.PathLike) -> str:
 
 def load_teacher(path: str | os.PathLike, data: ImageData) -> Classifier:
     """Load a teacher checkpoint safely (weights only) and check it fits the dataset."""
-    from .models import load_state_checked
+    from ddbench.training.models import load_state_checked
 
     path = Path(path)
     if not path.exists():

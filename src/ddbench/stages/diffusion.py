@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__
-from .datasets import ImageData
-from .errors import check_finite_loss
-from .h5io import DataFileError, folder_manifest
-from .priors import (
+from ddbench import __version__
+from ddbench.data.datasets import ImageData
+from ddbench.data.h5io import DataFileError, folder_manifest
+from ddbench.errors import check_finite_loss
+from ddbench.stages.priors import (
     DEFAULT_PROMPT,
     PRIOR_FORMAT,
     PRIOR_JSON,
@@ -340,7 +340,7 @@ def train_unet_prior(
     """Train a class-conditional UNet by DDPM noise-prediction MSE with label dropout; write the folder."""
     from tqdm.auto import tqdm
 
-    from .optim import AdamW
+    from ddbench.training.optim import AdamW
 
     spec = {**UNET_DEFAULTS, **{k: v for k, v in spec.items() if k != "kind"}}
     device = torch.device(device)
@@ -599,7 +599,7 @@ def build_sd_prior(
 def build_prior(data: ImageData, spec: dict, out_dir, device="cpu", progress: bool = True) -> dict:
     """Build the prior folder of one configured spec with its kind's registered `build`
     (ddbench.registry.PRIORS: train a UNet, record a Stable Diffusion folder, or a plugin's)."""
-    from .registry import PRIORS
+    from ddbench.registry import PRIORS
 
     return PRIORS.get(spec["kind"]).function("build")(data, spec, out_dir, device, progress)
 
@@ -621,8 +621,8 @@ def build_prior_file(
     progress: bool = True,
 ) -> dict:
     """The `train_prior` job: read the prepared dataset, build the prior folder `out_dir`."""
-    from .datasets import load_dataset
-    from .engine import resolve_device, set_determinism
+    from ddbench.data.datasets import load_dataset
+    from ddbench.training.engine import resolve_device, set_determinism
 
     data = load_dataset(dataset_path)
     set_determinism(int(spec.get("seed", 0)), threads)

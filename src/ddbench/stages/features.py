@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .h5io import DataFileError, open_h5, read_array, write_h5
+from ddbench.data.h5io import DataFileError, open_h5, read_array, write_h5
 
 
 def extract_features(
@@ -21,9 +21,9 @@ def extract_features(
     """Embed every training image with the teacher; store `/features` [N, D] and `/logits` [N, K]."""
     import torch
 
-    from .datasets import load_dataset
-    from .engine import embed, predict, resolve_device, set_determinism
-    from .teachers import load_teacher
+    from ddbench.data.datasets import load_dataset
+    from ddbench.stages.teachers import load_teacher
+    from ddbench.training.engine import embed, predict, resolve_device, set_determinism
 
     set_determinism(0, threads)
     data = load_dataset(dataset_path)
@@ -35,7 +35,7 @@ def extract_features(
         out,
         "features",
         {"features": feats, "logits": logits, "labels": data.train_labels},
-        created_by="ddbench.features.extract_features",
+        created_by="ddbench.stages.features.extract_features",
         params={"extractor": name},
         attrs={"extractor": name, "dataset": data.name},
     )

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .h5io import DataFileError, open_h5, read_array
+from ddbench.data.h5io import DataFileError, open_h5, read_array
 
 
 def load_dynamics(path: str | os.PathLike) -> dict[str, np.ndarray]:

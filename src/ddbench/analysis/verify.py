@@ -16,9 +16,9 @@ from pathlib import Path
 
 import h5py
 
-from . import __version__
-from .config import excluded, grid
-from .h5io import (
+from ddbench import __version__
+from ddbench.config import excluded, grid
+from ddbench.data.h5io import (
     CONTENT_KEY,
     FORMATS,
     DataFileError,
@@ -28,9 +28,9 @@ from .h5io import (
     h5_content_sha256,
     json_content_sha256,
 )
-from .priors import PRIOR_JSON
-from .protocols import resolve_protocol
-from .workflow.paths import Target, identity_mismatch, parse_target, target_path
+from ddbench.stages.priors import PRIOR_JSON
+from ddbench.training.protocols import resolve_protocol
+from ddbench.workflow.paths import Target, identity_mismatch, parse_target, target_path
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,9 @@ def _needed_variants(config: dict) -> tuple[set[str], set[str], set[str]]:
 
     A variant nobody reads is never built, so it is not reported missing.
     """
-    from .methods import get_method_class
-    from .registry import SCORERS
-    from .workflow.inputs import input_kind
+    from ddbench.methods import get_method_class
+    from ddbench.registry import SCORERS
+    from ddbench.workflow.inputs import input_kind
 
     teachers: set[str] = set()
     features: set[str] = set()

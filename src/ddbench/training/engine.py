@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import optim
-from .augment import cutmix, make_augment
-from .errors import TrainingDivergedError
-from .protocols import Protocol
+from ddbench.errors import TrainingDivergedError
+from ddbench.training import optim
+from ddbench.training.augment import cutmix, make_augment
+from ddbench.training.protocols import Protocol
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -76,7 +76,7 @@ def build_classifier(
     model_name: str, num_classes: int, in_chans: int, image_size: int, mean, std, **kw
 ):
     """create_model wrapped with the dataset's normalisation."""
-    from .models import create_model
+    from ddbench.training.models import create_model
 
     return Classifier(create_model(model_name, num_classes, in_chans, image_size, **kw), mean, std)
 
@@ -313,7 +313,7 @@ def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a result."""
     import h5py
 
-    from . import __version__
+    from ddbench import __version__
 
     return {
         "ddbench": __version__,

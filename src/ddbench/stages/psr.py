@@ -34,8 +34,8 @@ import sys
 
 import numpy as np
 
-from .errors import check_finite_loss
-from .h5io import DataFileError, open_h5, read_array, write_h5
+from ddbench.data.h5io import DataFileError, open_h5, read_array, write_h5
+from ddbench.errors import check_finite_loss
 
 POOL_KEYS = ("prior", "m", "max_ipc", "guidance_scale", "steps", "pool_seed")
 
@@ -72,10 +72,10 @@ def generate_pool(
     threads: int | None = None,
 ) -> dict:
     """Sample `m * max_ipc` images per class from the prior; store images, labels and latents."""
-    from .datasets import load_dataset
-    from .ddps import check_prior_fits
-    from .diffusion import load_prior
-    from .engine import resolve_device, set_determinism
+    from ddbench.data.datasets import load_dataset
+    from ddbench.stages.ddps import check_prior_fits
+    from ddbench.stages.diffusion import load_prior
+    from ddbench.training.engine import resolve_device, set_determinism
 
     seed = int(spec["pool_seed"])
     set_determinism(seed, threads)
@@ -91,7 +91,7 @@ def generate_pool(
         out,
         "pool",
         arrays,
-        created_by="ddbench.psr.generate_pool",
+        created_by="ddbench.stages.psr.generate_pool",
         params=spec,
         seed=seed,
         attrs={"dataset": data.name, "prior_kind": str(prior.kind), "per_class": per_class},
@@ -246,7 +246,7 @@ def refine_latents(
     import torch.nn.functional as F
     from tqdm import tqdm
 
-    from .optim import Adam
+    from ddbench.training.optim import Adam
 
     teacher.eval()
     for p in teacher.parameters():

@@ -6,7 +6,7 @@ loadable with `from_pretrained(folder, local_files_only=True)`. Every part comes
 config; the CLIP tokenizer's vocabulary is a byte-level alphabet built here, so nothing is
 downloaded. Its samples are noise-like: it exercises the code path, not image quality.
 
-    python -m ddbench.tiny_sd resources/tiny_sd
+    python -m ddbench.stages.tiny_sd resources/tiny_sd
 """
 
 from __future__ import annotations
@@ -128,5 +128,5 @@ def build_tiny_stable_diffusion(folder: str | os.PathLike, seed: int = 0) -> Pat
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m ddbench.tiny_sd FOLDER")
+        sys.exit("usage: python -m ddbench.stages.tiny_sd FOLDER")
     print(build_tiny_stable_diffusion(sys.argv[1]))

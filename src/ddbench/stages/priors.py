@@ -1,6 +1,6 @@
 """Diffusion-prior specs and Stable Diffusion source checks (no torch: config validation uses it).
 
-The heavy side (training, loading, sampling) lives in `ddbench.diffusion`.
+The heavy side (training, loading, sampling) lives in `ddbench.stages.diffusion`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import SourceError
+from ddbench.errors import SourceError
 
 PRIOR_FORMAT = "ddbench.prior/1"
 PRIOR_JSON = "prior.json"

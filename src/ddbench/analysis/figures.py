@@ -1,6 +1,6 @@
 """Figures of the benchmark (seaborn on matplotlib's Agg backend), each saved as SVG and PNG.
 
-Every function takes plain data frames / arrays (as produced by `ddbench.tables`) and output
+Every function takes plain data frames / arrays (as produced by `ddbench.analysis.tables`) and output
 paths, so a figure can be redrawn by hand from the CSV tables.
 """
 
@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .h5io import atomic_path  # noqa: E402
-from .tables import REFERENCE  # noqa: E402
+from ddbench.analysis.tables import REFERENCE  # noqa: E402
+from ddbench.data.h5io import atomic_path  # noqa: E402
 
 PRESET_ORDER = ["hl", "sl", "slkd", "mt"]
 PRDC_METRICS = ["precision", "recall", "density", "coverage", "mmd2"]
@@ -471,8 +471,8 @@ def _read_set_features(
     path: str | os.PathLike, method: str, ipc: int, width: int, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of one condensed set's quality file, checked against the real ones."""
-    from .errors import DataFileError
-    from .h5io import open_h5, read_array
+    from ddbench.data.h5io import open_h5, read_array
+    from ddbench.errors import DataFileError
 
     with open_h5(path, "features") as f:
         found = (str(f.attrs.get("method")), int(f.attrs.get("ipc", -1)))
@@ -509,8 +509,8 @@ def write_tsne(
     cannot be read or does not match the real features gets a marked panel and a WARNING line,
     and the other panels are drawn as usual; an unreadable real-feature file stops the job.
     """
-    from .errors import DataFileError
-    from .h5io import open_h5, read_array
+    from ddbench.data.h5io import open_h5, read_array
+    from ddbench.errors import DataFileError
 
     with open_h5(features_path, "features") as f:
         real = read_array(f, "features", ndim=2, dtype=np.floating).astype(np.float32)
@@ -606,9 +606,9 @@ def write_galleries(
     (`unreadable: <reason>`) and a WARNING line, so one broken file costs one panel, not the
     folder. An unreadable dataset file (class names, image shape) stops the job.
     """
-    from .datasets import load_dataset
-    from .errors import DataFileError
-    from .methods.base import CondensedSet
+    from ddbench.data.datasets import load_dataset
+    from ddbench.errors import DataFileError
+    from ddbench.methods.base import CondensedSet
 
     data = load_dataset(dataset_path, train_images=False)
     shape = (data.in_chans, data.image_size, data.image_size)

@@ -8,11 +8,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .datasets import load_dataset
-from .engine import predict, resolve_device, set_determinism, train
-from .h5io import write_h5
-from .protocols import teacher_protocol
-from .teachers import make_model
+from ddbench.data.datasets import load_dataset
+from ddbench.data.h5io import write_h5
+from ddbench.stages.teachers import make_model
+from ddbench.training.engine import predict, resolve_device, set_determinism, train
+from ddbench.training.protocols import teacher_protocol
 
 
 def record_dynamics(
@@ -62,7 +62,7 @@ def record_dynamics(
         out,
         "scores",
         {"probs": probs, "labels": data.train_labels},
-        created_by="ddbench.dynamics.record_dynamics",
+        created_by="ddbench.stages.dynamics.record_dynamics",
         params=spec,
         seed=base_seed,
         attrs={"scorer": name, "dataset": data.name, "runs": runs, "epochs": epochs},

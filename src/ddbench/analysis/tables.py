@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .h5io import CONTENT_KEY, DataFileError, atomic_path, json_content_sha256
-from .workflow.paths import check_identity
-from .workflow.studies import (
+from ddbench.data.h5io import CONTENT_KEY, DataFileError, atomic_path, json_content_sha256
+from ddbench.workflow.paths import check_identity
+from ddbench.workflow.studies import (
     augmentation_twins,
     hard_label_protocol,
     has_augmentation,
@@ -154,7 +154,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 def mark_provenance(df: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Add `provenance_issues` to a `read_metrics` frame: why each evaluation's provenance
     does not match `config` and the code version ("" where it does; see verify.eval_provenance)."""
-    from .verify import eval_provenance, expected_hashes
+    from ddbench.analysis.verify import eval_provenance, expected_hashes
 
     expected = expected_hashes(config)
     df = df.copy()

@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 
-from .datasets import load_dataset
-from .h5io import DataFileError
-from .methods import Context, get_method_class
+from ddbench.data.datasets import load_dataset
+from ddbench.data.h5io import DataFileError
+from ddbench.methods import Context, get_method_class
 
 
 def run_method(
@@ -30,7 +30,7 @@ def run_method(
     each is handed over as its kind says: a loaded teacher, features, training dynamics, and
     every path in `ctx.extras["<name>_path"]`.
     """
-    from .workflow.inputs import input_kind
+    from ddbench.workflow.inputs import input_kind
 
     inputs = {k: str(v) for k, v in (inputs or {}).items() if v}
     data = load_dataset(dataset_path)
@@ -39,22 +39,22 @@ def run_method(
     kinds = {need: input_kind(need) for need in inputs}  # an unknown input is an error
     ctx = Context(data=data, dataset=data.name, device=device)
     if set(inputs) & {"teacher", "prior"} or method.requires & {"teacher", "prior"}:
-        from .engine import resolve_device, set_determinism
+        from ddbench.training.engine import resolve_device, set_determinism
 
         set_determinism(seed, threads)
         ctx.device = resolve_device(device)
     for need, path in inputs.items():
         load = kinds[need].load
         if load == "teacher":
-            from .teachers import load_teacher
+            from ddbench.stages.teachers import load_teacher
 
             ctx.teacher = load_teacher(path, data).to(ctx.device)
         elif load == "features":
-            from .features import load_features
+            from ddbench.stages.features import load_features
 
             ctx.features = load_features(path, len(data.train_labels))
         elif load == "scores":
-            from .scores import load_dynamics
+            from ddbench.stages.scores import load_dynamics
 
             ctx.scores = load_dynamics(path)
             if not np.array_equal(ctx.scores["labels"], data.train_labels):

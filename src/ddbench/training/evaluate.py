@@ -8,12 +8,19 @@ from pathlib import Path
 
 import torch
 
-from .datasets import load_dataset
-from .engine import accuracy, library_versions, peak_rss_mb, resolve_device, set_determinism, train
-from .h5io import config_sha256, file_sha256, write_json
-from .methods.base import CondensedSet
-from .protocols import Protocol
-from .teachers import load_teacher, make_model, save_torch
+from ddbench.data.datasets import load_dataset
+from ddbench.data.h5io import config_sha256, file_sha256, write_json
+from ddbench.methods.base import CondensedSet
+from ddbench.stages.teachers import load_teacher, make_model, save_torch
+from ddbench.training.engine import (
+    accuracy,
+    library_versions,
+    peak_rss_mb,
+    resolve_device,
+    set_determinism,
+    train,
+)
+from ddbench.training.protocols import Protocol
 
 
 def evaluate_set(

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from .h5io import DataFileError, open_h5, read_array, write_h5
+from ddbench.data.h5io import DataFileError, open_h5, read_array, write_h5
 
 
 def sample_boxes(
@@ -71,9 +71,9 @@ def score_crops(
     import torch.nn.functional as F
     from tqdm import tqdm
 
-    from .datasets import load_dataset
-    from .engine import resolve_device, set_determinism
-    from .teachers import load_teacher
+    from ddbench.data.datasets import load_dataset
+    from ddbench.stages.teachers import load_teacher
+    from ddbench.training.engine import resolve_device, set_determinism
 
     seed = int(spec.get("seed", 0))
     set_determinism(seed, threads)
@@ -117,7 +117,7 @@ def score_crops(
             "image_indices": chosen.astype(np.int64),
             "labels": data.train_labels[chosen],
         },
-        created_by="ddbench.crops.score_crops",
+        created_by="ddbench.stages.crops.score_crops",
         params=spec,
         seed=seed,
         attrs={

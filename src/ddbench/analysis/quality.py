@@ -258,12 +258,12 @@ def compute_quality(
     """Embed a condensed set with the teacher, write its quality JSON and its features (HDF5)."""
     import torch
 
-    from .datasets import load_dataset
-    from .engine import embed, resolve_device
-    from .features import load_features
-    from .h5io import config_sha256, file_sha256, write_h5, write_json
-    from .methods.base import CondensedSet
-    from .teachers import load_teacher
+    from ddbench.data.datasets import load_dataset
+    from ddbench.data.h5io import config_sha256, file_sha256, write_h5, write_json
+    from ddbench.methods.base import CondensedSet
+    from ddbench.stages.features import load_features
+    from ddbench.stages.teachers import load_teacher
+    from ddbench.training.engine import embed, resolve_device
 
     # eval-mode embedding needs no seeding; set_determinism would cost seconds of imports
     # (torch.use_deterministic_algorithms loads torch._dynamo) in a job that takes one second
@@ -323,7 +323,7 @@ def compute_quality(
         out_features,
         "features",
         {"features": fake_feats, "labels": cset.labels.astype(np.int64)},
-        created_by="ddbench.quality.compute_quality",
+        created_by="ddbench.analysis.quality.compute_quality",
         params=params,
         seed=seed,
         attrs={"extractor": teacher, "dataset": data.name, "method": cset.method, "ipc": cset.ipc},

@@ -193,7 +193,7 @@ def _convnet_class() -> type:
             """Class logits."""
             return self.classifier(self.features(x))
 
-    # Make the class picklable as ``ddbench.models.ConvNet`` (resolved by __getattr__).
+    # Make the class picklable as ``ddbench.training.models.ConvNet`` (resolved by __getattr__).
     ConvNet.__module__ = __name__
     ConvNet.__qualname__ = "ConvNet"
     return ConvNet

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .h5io import DataFileError, file_sha256, read_attrs
-from .methods.base import CondensedSet
-from .methods.external import safe_class_name
+from ddbench.data.h5io import DataFileError, file_sha256, read_attrs
+from ddbench.methods.base import CondensedSet
+from ddbench.methods.external import safe_class_name
 
 
 def class_folder_names(num_classes: int, classes: list[str] | None = None) -> list[str]:
@@ -71,7 +71,7 @@ def export_set(
         Path(dataset) if dataset is not None else find_dataset_file(h5_path, cset.dataset)
     )
     if dataset_file is not None:
-        from .datasets import load_dataset
+        from ddbench.data.datasets import load_dataset
 
         data = load_dataset(dataset_file, train_images=False)
         shape = (data.in_chans, data.image_size, data.image_size)
