@@ -209,9 +209,15 @@ def main() -> None:
           " (target <= 20 s)")  # fmt: skip
 
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--materialize", str(cfg), str(work)])
+    proc = subprocess.run(
+        [sys.executable, __file__, "--materialize", str(cfg), str(work)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
-        raise SystemExit("creating the outputs failed")
+        raise SystemExit(f"creating the outputs failed:\n{proc.stderr[-3000:]}")
+    print(proc.stdout.strip())
+    n_outputs = int(proc.stdout.split()[0])
     print(f"every output of the {total} jobs created: {time.perf_counter() - start:.1f} s")
 
     noop = [snakemake(work, cfg, "-n") for _ in range(args.repeat)]
@@ -221,7 +227,58 @@ def main() -> None:
     times = sorted(t for t, _ in noop)
     print(f"no-op rerun (snakemake -n, every output present): best {times[0]:.1f} s, "
           f"worst {times[-1]:.1f} s (target <= 10 s)")  # fmt: skip
+    dag_best, noop_best = min(t for t, _ in dag), times[0]
+    floor_dag, floor_noop = snakemake_floor(base / "floor", total, 1, args.repeat)
+    print(f"Snakemake's floor, one `touch` rule with {total} jobs, same machine and run: DAG build "
+          f"{floor_dag:.1f} s, no-op {floor_noop:.1f} s")  # fmt: skip
+    print(f"ratio to the floor: DAG build {dag_best / floor_dag:.2f}x, no-op "
+          f"{noop_best / floor_noop:.2f}x (target <= 1.5x)")  # fmt: skip
+    # the same floor with as many files per job as the grid (outputs, logs, benchmarks)
+    per_job = max(1, round(n_outputs / total))
+    files_dag, files_noop = snakemake_floor(base / "floor_files", total, per_job, args.repeat)
+    print(f"the floor with {per_job} output files per job: DAG build {files_dag:.1f} s, no-op "
+          f"{files_noop:.1f} s; ratio {dag_best / files_dag:.2f}x, {noop_best / files_noop:.2f}x")  # fmt: skip
     print(f"workdir: {base}")
+
+
+FLOOR_SNAKEFILE = """
+N = int(config["jobs"])
+F = int(config["files"])
+
+
+rule all:
+    input:
+        expand("out/{i}.0.txt", i=range(N - 1)),
+
+
+rule touch:
+    output:
+        expand("out/{{i}}.{f}.txt", f=range(F)),
+    shell:
+        "touch {output}"
+"""
+
+
+def snakemake_floor(work: Path, jobs: int, files: int, repeat: int) -> tuple[float, float]:
+    """Best DAG build and no-op rerun of a one-rule Snakefile with as many jobs as the grid
+    (`files` outputs each)."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "Snakefile").write_text(FLOOR_SNAKEFILE)
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(work / "Snakefile")]
+    cmd += ["--directory", str(work), "--cores", "1", "--config", f"jobs={jobs}", f"files={files}"]
+
+    def timed(*args: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([*cmd[:5], *args, *cmd[5:]], capture_output=True, text=True, check=True)
+        return time.perf_counter() - start
+
+    dag = min(timed("-n", "--quiet", "rules") for _ in range(repeat))
+    (work / "out").mkdir(exist_ok=True)
+    for i in range(jobs - 1):
+        for f in range(files):
+            (work / "out" / f"{i}.{f}.txt").touch()
+    noop = min(timed("-n") for _ in range(repeat))
+    return dag, noop
 
 
 if __name__ == "__main__":

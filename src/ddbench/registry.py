@@ -18,6 +18,17 @@ from importlib.metadata import entry_points
 from typing import Any
 
 
+def load_entry_points(group: str, what: str) -> None:
+    """Import every plugin module of an entry-point group (importing registers its kinds)."""
+    for ep in entry_points(group=group):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plugin must not hide the built-ins
+            raise ImportError(
+                f"{what} plugin {ep.name!r} ({ep.value}) failed to load: {exc}"
+            ) from exc
+
+
 @dataclass(frozen=True)
 class Kind:
     """One registered kind."""
@@ -58,16 +69,9 @@ class Registry:
         return kind
 
     def _load_plugins(self) -> None:
-        if self._plugins_loaded:
-            return
-        self._plugins_loaded = True
-        for ep in entry_points(group=self.group):
-            try:
-                ep.load()
-            except Exception as exc:  # a broken plugin must not hide the built-ins
-                raise ImportError(
-                    f"{self.what} plugin {ep.name!r} ({ep.value}) failed to load: {exc}"
-                ) from exc
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            load_entry_points(self.group, self.what)
 
     def names(self) -> list[str]:
         """Registered kind names, built-ins and plugins."""

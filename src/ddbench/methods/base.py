@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,6 +13,7 @@ import numpy as np
 from ddbench.data.datasets import ImageData
 from ddbench.data.h5io import DataFileError, config_sha256, open_h5, read_array, write_h5
 from ddbench.errors import ConfigError
+from ddbench.registry import load_entry_points
 from ddbench.workflow.paths import check_identity
 
 METHODS: dict[str, type[Method]] = {}
@@ -36,16 +36,9 @@ def register_method(kind: str):
 
 def _load_plugins() -> None:
     global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    _PLUGINS_LOADED = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken plugin must not hide the built-ins
-            raise ImportError(
-                f"method plugin {ep.name!r} ({ep.value}) failed to load: {exc}"
-            ) from exc
+    if not _PLUGINS_LOADED:
+        _PLUGINS_LOADED = True
+        load_entry_points(ENTRY_POINT_GROUP, "method")
 
 
 def list_methods() -> list[str]:
