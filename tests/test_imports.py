@@ -44,3 +44,13 @@ def test_workflow_parse_and_coreset_selection_do_not_import_torch():
         " ddbench.stages.priors"
     )
     assert "torch" not in loaded
+
+
+def test_moved_modules_still_import_under_their_old_names():
+    code = (
+        "import ddbench.quality, ddbench.analysis.quality as q, ddbench.engine as e\n"
+        "from ddbench.sources import load_source\n"
+        "from ddbench.data.sources import load_source as ls\n"
+        "assert ddbench.quality is q and e.__name__ == 'ddbench.training.engine' and ls is load_source\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
