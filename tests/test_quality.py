@@ -264,3 +264,35 @@ def test_protocol_mapping_for_dd_ranking_and_budget_sweeps():
     assert augmentation_twins(protocols) == {"hl": "hl_noaug"}  # sl has no no-aug twin
     assert budget_sweeps(protocols) == [["sl_long", "sl_longer"]]
     assert budget_sweeps({"sl_long": protocols["sl_long"]}) == []
+
+
+@pytest.mark.parametrize("offset", [5.0, 1e3])
+def test_prdc_of_a_coreset_equals_exact_distances(offset):  # seeds 4, 56 failed before
+    """A coreset point is a real point: its distance to a real sample often equals that sample's
+    k-NN radius exactly. Membership must follow exact distances (equal = outside), whatever
+    the rounding of the fast expansion (large offsets make it worse)."""
+    from scipy.spatial.distance import cdist
+
+    k = 5
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        real = rng.normal(size=(135, 64)).astype(np.float32).astype(np.float64) + offset
+        fake = real[rng.choice(len(real), 6, replace=False)]
+        values, _ = prdc(real, fake, k)
+        d = cdist(real, fake)
+        r_real = np.sort(cdist(real, real), axis=1)[:, k]
+        r_fake = np.sort(cdist(fake, fake), axis=1)[:, k]
+        inside = d < r_real[:, None]
+        assert values["precision"] == pytest.approx(inside.any(axis=0).mean(), abs=1e-12)
+        assert values["density"] == pytest.approx(inside.sum(axis=0).mean() / k, abs=1e-12)
+        assert values["coverage"] == pytest.approx(inside.any(axis=1).mean(), abs=1e-12)
+        assert values["recall"] == pytest.approx((d < r_fake[None, :]).any(axis=1).mean(), abs=1e-12)
+
+
+def test_kth_radii_are_exact_where_the_expansion_rounds():
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 32)) + 1e4  # |x|^2 ~ 3e9: the expansion loses ~1e-6 of distance
+    exact = np.sort(cdist(x, x), axis=1)[:, 5]
+    np.testing.assert_allclose(kth_neighbour_radii(x, 5), exact, rtol=0, atol=1e-12)

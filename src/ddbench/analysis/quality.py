@@ -46,21 +46,65 @@ PRDC_KEYS = ("precision", "recall", "density", "coverage")
 
 
 # ------------------------------------------------------------------ distances and k-NN radii
+# The expanded form ‖a‖² + ‖b‖² − 2a·b is fast but rounds: its squared distances are off by
+# far less than this fraction of ‖a‖² + ‖b‖² (float64, any realistic feature width). PRDC
+# decides membership by comparing a distance with a k-NN radius, and a coreset point is a real
+# point, so its distance to a real sample often *equals* that sample's radius: every comparison
+# the rounding could decide is recomputed by direct differences (see `prdc`).
+EXPANSION_RTOL = 1e-9
+
+
 def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances [len(a), len(b)] in float64."""
+    """Euclidean distances [len(a), len(b)] in float64 (fast expansion; see `exact_distances`)."""
+    return _expanded(a, b)[0]
+
+
+def _expanded(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distances by the expansion, a bound on their rounding error), both [len(a), len(b)]."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.sqrt(np.maximum(sq, 0.0))
+    na, nb = (a * a).sum(1), (b * b).sum(1)
+    sq = na[:, None] + nb[None, :] - 2.0 * a @ b.T
+    # |error of sq| <= rtol (‖a‖² + ‖b‖²), and |sqrt(s + e) − sqrt(s)| <= sqrt(|e|)
+    bound = np.sqrt(EXPANSION_RTOL * (na[:, None] + nb[None, :]))
+    return np.sqrt(np.maximum(sq, 0.0)), bound
+
+
+def exact_distances(a: np.ndarray, b: np.ndarray, rows, cols, chunk: int = 4096) -> np.ndarray:
+    """‖a[rows] − b[cols]‖ by direct differences: identical vectors give identical distances."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    out = np.empty(len(rows))
+    for start in range(0, len(rows), chunk):
+        diff = a[rows[start : start + chunk]] - b[cols[start : start + chunk]]
+        out[start : start + chunk] = np.sqrt((diff * diff).sum(axis=1))
+    return out
 
 
 def kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:
-    """Distance from each point of x to its k-th nearest *other* point of x (needs len(x) > k)."""
+    """Distance from each point of x to its k-th nearest *other* point of x (needs len(x) > k).
+
+    Exact: the distances whose order around the k-th could be rounding are recomputed.
+    """
     if len(x) <= k:
         raise ValueError(f"k-NN radii need more than k = {k} points, got {len(x)}")
-    d = pairwise_distances(x, x)
+    d, bound = _expanded(x, x)
+    np.fill_diagonal(d, 0.0)
     # column 0 of the sorted row is the point itself (distance 0), column k its k-th neighbour
+    approx = np.partition(d, k, axis=1)[:, k]
+    rows, cols = np.nonzero(np.abs(d - approx[:, None]) <= 2.0 * bound)
+    d[rows, cols] = exact_distances(x, x, rows, cols)
+    np.fill_diagonal(d, 0.0)
     return np.partition(d, k, axis=1)[:, k]
+
+
+def _inside(d: np.ndarray, bound: np.ndarray, radius: np.ndarray, a, b) -> np.ndarray:
+    """d[i, j] < radius (broadcast), with every call within the rounding bound made exactly."""
+    rows, cols = np.nonzero(np.abs(d - radius) <= bound)
+    if len(rows):
+        d = d.copy()
+        d[rows, cols] = exact_distances(a, b, rows, cols)
+    return d < radius
 
 
 def prdc(
@@ -68,15 +112,19 @@ def prdc(
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     """Precision, recall, density and coverage of `fake` against `real` (Naeem et al. 2020).
 
+    A point is inside a k-NN ball when its distance is strictly smaller than the radius; a
+    distance equal to the radius (a coreset point that is the real sample's k-th neighbour) is
+    outside. Radii and every comparison that rounding could decide are computed from direct
+    differences, so the result is what exact distances give, on any BLAS or thread count.
     Returns (values, reasons): an undefined value is None and `reasons[key]` says why.
     """
     n, m = len(real), len(fake)
     values: dict[str, float | None] = dict.fromkeys(PRDC_KEYS)
     reasons: dict[str, str] = {}
-    d_rf = pairwise_distances(real, fake)  # [N, M]
+    d_rf, bound = _expanded(real, fake)  # [N, M]
     if n > k:
         r_real = kth_neighbour_radii(real, k)
-        inside = d_rf < r_real[:, None]  # inside[i, j]: fake j in the k-NN ball of real i
+        inside = _inside(d_rf, bound, r_real[:, None], real, fake)  # fake j in real i's ball
         values["precision"] = float(inside.any(axis=0).mean())
         values["density"] = float(inside.sum(axis=0).mean() / k)
         values["coverage"] = float(inside.any(axis=1).mean())
@@ -86,7 +134,9 @@ def prdc(
             reasons[key] = why
     if m > k:
         r_fake = kth_neighbour_radii(fake, k)
-        values["recall"] = float((d_rf < r_fake[None, :]).any(axis=1).mean())
+        values["recall"] = float(
+            _inside(d_rf, bound, r_fake[None, :], real, fake).any(axis=1).mean()
+        )
     else:
         reasons["recall"] = (
             f"needs more than k = {k} condensed images per class (k-NN radii of the condensed "
