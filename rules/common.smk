@@ -15,7 +15,7 @@ except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
 # The config is fixed for the run: one plan, its lists computed once.
-W = Plan(config)
+W = Plan(config, basedir=workflow.basedir)
 GPU = 1 if config["device"] != "cpu" else 0
 
 

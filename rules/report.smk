@@ -82,6 +82,34 @@ rule accuracy_table:
         "../scripts/accuracy_table.py"
 
 
+rule claims_table:
+    input:
+        claims=W.claims_file(),
+        metrics=W.collected("eval"),
+        quality=W.collected("quality"),
+    output:
+        csv=target_path("table", name="claims", ext="csv"),
+        md=target_path("table", name="claims", ext="md"),
+        tex=target_path("table", name="claims", ext="tex"),
+        html=report(
+            target_path("table", name="claims", ext="html"),
+            caption="../reports/claims_table.rst",
+            category="Claims",
+            subcategory="all datasets",
+            labels={"item": "claims of the papers", "protocol": "all"},
+        ),
+    log:
+        "logs/tables/claims.log",
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/claims.py"
+
+
 rule study_tables:
     input:
         metrics=W.collected("eval"),

@@ -60,8 +60,9 @@ def scaled(base: int):
 class Plan:
     """Targets, inputs and parameters of every rule for one validated config."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, basedir: str | None = None):
         self.config = config
+        self.basedir = basedir  # the workflow's folder (shipped files such as the claims)
         self.grid = list(grid(config))
         self.grouped = bool(config["group_seeds"])
         self.max_ipc = max(config["ipcs"])
@@ -447,6 +448,13 @@ class Plan:
     def budget_study(self) -> bool:
         return studies.budget_study(self.resolved_protocols())
 
+    def claims_file(self) -> list[str]:
+        """The claims file the config names, as an input list (empty: no claims table)."""
+        from ..analysis.claims import claims_file_of
+
+        path = claims_file_of(self.config, self.basedir)
+        return [] if path is None else [path]
+
     def table_targets(self) -> list[str]:
         return [target_path("table", name="accuracy", ext=e) for e in ("csv", "md")]
 
@@ -456,6 +464,8 @@ class Plan:
             names.append("quality")
         if self.teacher_student_study():
             names.append("teacher_student")
+        if self.claims_file():
+            names.append("claims")
         out = [target_path("table", name=n, ext=e) for n in names for e in TABLE_FORMATS]
         return out + [target_path("table", name="accuracy", ext=e) for e in ("tex", "html")]
 
