@@ -9,7 +9,6 @@ the `claims_table` job was added. Re-record only for an intended change:
 """
 
 import pytest
-
 from dag_jobs import CONFIGS, golden, job_list
 
 

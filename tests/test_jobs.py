@@ -152,7 +152,7 @@ def fake_package(tmp_path: Path) -> Path:
 # ------------------------------------------------------------------ one preamble, one wrapper
 def test_every_script_starts_with_the_shared_preamble_and_runs_main_through_run_job():
     scripts = sorted(SCRIPTS.glob("*.py"))
-    assert len(scripts) == 14
+    assert len(scripts) >= 14  # one per stage
     for script in scripts:
         text = script.read_text()
         tree = ast.parse(text)

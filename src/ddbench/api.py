@@ -1,0 +1,209 @@
+"""Evaluate anyone's condensed set, with the workflow's engine and recipes, outside the workflow.
+
+`evaluate(images, labels, ..., dataset=..., protocol=..., seeds=...)` (exported as
+`ddbench.evaluate`) and the `ddbench evaluate SET` command train a student on a given set
+under each protocol of a config, with the same recipe resolution, engine and per-seed JSON
+records as the workflow's `evaluate` jobs. What a protocol needs comes from the working
+directory's results tree when it is there (the prepared dataset `resources/datasets/`, the
+teachers `results/{dataset}/teachers/`), else it is built with the config's recipe and kept
+there for the next call, so a later `snakemake` run reuses it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ddbench.errors import ConfigError, DataFileError
+from ddbench.workflow.paths import target_path
+
+
+def _config(config: str | os.PathLike | dict | None) -> dict:
+    from ddbench.config import load_config, validate_config
+
+    if isinstance(config, dict):
+        return validate_config(copy.deepcopy(config), read_sources=False, check_device=False)
+    path = Path(config) if config is not None else _default_config()
+    return load_config(path)
+
+
+def _default_config() -> Path:
+    here = Path("config/config.yaml")
+    return here if here.is_file() else Path(__file__).resolve().parents[2] / "config/config.yaml"
+
+
+def _dataset_file(config: dict, dataset: str, workdir: Path) -> Path:
+    """The prepared dataset in the working directory, prepared from the config when missing."""
+    from ddbench.data.datasets import prepare_dataset
+
+    if dataset not in config["datasets"]:
+        known = ", ".join(config["datasets"])
+        raise ConfigError(f"dataset {dataset!r} is not in the config (configured: {known})")
+    path = workdir / target_path("dataset", dataset=dataset)
+    if not path.is_file():
+        print(f"preparing {path} from the config's source", file=sys.stderr)
+        prepare_dataset(dataset, config["datasets"][dataset], path)
+    return path
+
+
+def _teacher_files(
+    config: dict, dataset: str, names, dataset_path: Path, workdir: Path, device: str
+) -> list[str]:
+    """The protocol's teachers from the results tree, trained with the config's recipe if absent."""
+    from ddbench.stages.teachers import train_teacher
+
+    out = []
+    for name in names:
+        pt = workdir / target_path("teacher", dataset=dataset, name=name)
+        if not pt.is_file():
+            print(f"training teacher {name} (kept at {pt})", file=sys.stderr)
+            info = workdir / target_path("teacher_info", dataset=dataset, name=name)
+            train_teacher(dataset_path, name, config["teachers"][name], pt, info, device=device)
+        out.append(str(pt))
+    return out
+
+
+def _as_set(images, labels, soft_labels, dataset_path: Path, source: str):
+    """A checked CondensedSet of the given arrays (tensors or NumPy) for the dataset."""
+    from ddbench.data.datasets import load_dataset
+    from ddbench.methods.external import to_condensed_arrays
+
+    data = load_dataset(dataset_path, train_images=False)
+    arrays = {"images": _numpy(images)}
+    if labels is not None:
+        arrays["labels"] = _numpy(labels)
+    if soft_labels is not None:
+        arrays["soft_labels"] = _numpy(soft_labels)
+    if "labels" not in arrays:
+        if "soft_labels" not in arrays:
+            raise DataFileError(f"{source}: give labels or soft_labels")
+        arrays["labels"] = arrays["soft_labels"].argmax(axis=1)
+    counts = np.bincount(np.asarray(arrays["labels"]).astype(np.int64), minlength=data.num_classes)
+    ipc = int(counts.max()) if len(counts) else 0
+    return to_condensed_arrays(Path(source), arrays, data, ipc), data
+
+
+def _numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def evaluate(
+    images,
+    labels=None,
+    soft_labels=None,
+    *,
+    dataset: str,
+    protocol: str | list[str] | None = None,
+    student: str | None = None,
+    seeds: list[int] | tuple[int, ...] = (0,),
+    config: str | os.PathLike | dict | None = None,
+    workdir: str | os.PathLike = ".",
+    out_dir: str | os.PathLike | None = None,
+    name: str = "mine",
+    device: str | None = None,
+) -> pd.DataFrame:
+    """Train and test a student on the set under each protocol and seed; one row per run.
+
+    images: [n, C, H, W] or [n, H, W, C], floats in [0, 1] or uint8; labels: [n] class
+    indices (or give soft_labels [n, K]; their argmax is the class). Exactly IPC images per
+    class. `protocol` None = every protocol of the config; `student` None = its first student.
+    The per-seed JSON records (the workflow's format) go to `out_dir`
+    (default `<workdir>/evaluations/<name>/`). Returns protocol, seed, accuracy, IPC, student,
+    budget and the record's path.
+    """
+    from ddbench.training.evaluate import evaluate_set
+
+    cfg = _config(config)
+    workdir = Path(workdir)
+    device = device or cfg["device"]
+    protocols = [protocol] if isinstance(protocol, str) else list(protocol or cfg["protocols"])
+    for p in protocols:
+        if p not in cfg["protocols"]:
+            raise ConfigError(f"protocol {p!r} is not in the config (configured: {', '.join(cfg['protocols'])})")
+    student = student or next(iter(cfg["students"]))
+    if student not in cfg["students"]:
+        raise ConfigError(f"student {student!r} is not in the config (configured: {', '.join(cfg['students'])})")
+    dataset_path = _dataset_file(cfg, dataset, workdir)
+    cset, _ = _as_set(images, labels, soft_labels, dataset_path, name)
+    out_dir = Path(out_dir) if out_dir is not None else workdir / "evaluations" / name
+    set_path = out_dir / f"set-ipc{cset.ipc}.h5"
+    cset.method = name
+    cset.save(set_path, created_by="ddbench.evaluate", seed=0)
+    rows = []
+    from ddbench.training.protocols import resolve_protocol
+
+    for p in protocols:
+        resolved = resolve_protocol(p, cfg["protocols"][p])
+        teachers = _teacher_files(cfg, dataset, resolved.teachers, dataset_path, workdir, device)
+        for seed in seeds:
+            out = out_dir / p / student / f"s{int(seed)}.json"
+            metrics = evaluate_set(
+                dataset_path,
+                set_path,
+                resolved,
+                student,
+                cfg["students"][student],
+                int(seed),
+                teachers,
+                out,
+                device=device,
+                threads=cfg["eval_threads"],
+            )
+            rows.append(
+                {
+                    "protocol": p,
+                    "seed": int(seed),
+                    "accuracy": metrics["accuracy"],
+                    "ipc": cset.ipc,
+                    "student": student,
+                    "budget": metrics["budget"],
+                    "path": str(out),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def baseline_accuracies(workdir: Path, dataset: str, protocol: str, student: str, method: str, ipc: int) -> list[float]:
+    """Accuracies of a method's evaluations at the same cell in the working directory's results."""
+    import json
+
+    folder = workdir / Path(
+        target_path("eval", dataset=dataset, protocol=protocol, student=student, method=method, ipc=ipc, seed=0)
+    ).parent
+    values = []
+    for f in sorted(folder.glob("s*.json")):
+        try:
+            values.append(float(json.loads(f.read_text())["accuracy"]))
+        except (ValueError, KeyError, OSError):
+            continue
+    return values
+
+
+def summary_markdown(result: pd.DataFrame, *, workdir: Path, dataset: str, baseline: str = "random") -> str:
+    """mean ± std per protocol, beside the baseline at the same IPC where the results tree has it."""
+    lines = [
+        f"| protocol | student | budget | IPC | seeds | accuracy (%) | {baseline} (same IPC) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (p, st), part in result.groupby(["protocol", "student"], sort=False):
+        acc = part["accuracy"].to_numpy()
+        std = float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
+        ipc = int(part["ipc"].iloc[0])
+        base = baseline_accuracies(workdir, dataset, p, st, baseline, ipc)
+        base_txt = (
+            f"{np.mean(base):.2f} ± {np.std(base, ddof=1) if len(base) > 1 else 0.0:.2f} ({len(base)} seeds)"
+            if base
+            else "–"
+        )
+        lines.append(
+            f"| {p} | {st} | {part['budget'].iloc[0]} | {ipc} | {len(acc)} | "
+            f"{acc.mean():.2f} ± {std:.2f} | {base_txt} |"
+        )
+    return "\n".join(lines)
