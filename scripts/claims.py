@@ -17,7 +17,7 @@ def main():
 
     config = validate_config(copy.deepcopy(smk.config), read_sources=False, check_device=False)
     result = write_claims_table(
-        list(smk.input.claims)[0],
+        list(smk.input.claims)[0],  # the named file; the others are its includes
         list(smk.input.metrics),
         list(smk.input.quality),
         config,

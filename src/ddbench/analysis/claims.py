@@ -126,21 +126,40 @@ def verdict(direction: str, margin: float, lo: float, hi: float) -> str:
 
 
 # ------------------------------------------------------------------ loading
-def load_claims(path: str | os.PathLike) -> list[Claim]:
-    """Read and check a claims file (`claims:` list); ConfigError names the claim and key."""
+def claims_files(path: str | os.PathLike) -> list[Path]:
+    """A claims file and every file it includes (`include:` paths relative to it), in order."""
     from ddbench.config import load_yaml
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"claims file {path} does not exist")
     data = load_yaml(path.read_text(), str(path))
-    items = data.get("claims") if isinstance(data, dict) else None
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{path}: expected a non-empty `claims:` list")
+    if not isinstance(data, dict) or not set(data) <= {"claims", "include"}:
+        raise ConfigError(f"{path}: expected a mapping with `claims:` and/or `include:`")
+    out = [path]
+    for name in data.get("include") or []:
+        out += claims_files(path.parent / str(name))
+    return out
+
+
+def load_claims(path: str | os.PathLike) -> list[Claim]:
+    """Read and check a claims file and its includes; ConfigError names the claim and key."""
+    from ddbench.config import load_yaml
+
+    items, origin = [], []
+    for f in claims_files(path):
+        data = load_yaml(f.read_text(), str(f))
+        found = data.get("claims") or []
+        if not isinstance(found, list):
+            raise ConfigError(f"{f}: `claims:` must be a list")
+        items += found
+        origin += [f] * len(found)
+    if not items:
+        raise ConfigError(f"{path}: no claims (in `claims:` or the files of `include:`)")
     claims, seen = [], set()
     known = {f for f in Claim.__dataclass_fields__}
-    for i, item in enumerate(items):
-        where = f"{path}: claims[{i}]"
+    for i, (item, f) in enumerate(zip(items, origin, strict=True)):
+        where = f"{f}: claims[{origin[:i].count(f)}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: each claim is a mapping")
         unknown = sorted(set(item) - known)

@@ -448,12 +448,13 @@ class Plan:
     def budget_study(self) -> bool:
         return studies.budget_study(self.resolved_protocols())
 
+    @_memo
     def claims_file(self) -> list[str]:
-        """The claims file the config names, as an input list (empty: no claims table)."""
-        from ..analysis.claims import claims_file_of
+        """The claims file the config names and the files it includes (empty: no claims table)."""
+        from ..analysis.claims import claims_file_of, claims_files
 
         path = claims_file_of(self.config, self.basedir)
-        return [] if path is None else [path]
+        return [] if path is None else [str(p) for p in claims_files(path)]
 
     def table_targets(self) -> list[str]:
         return [target_path("table", name="accuracy", ext=e) for e in ("csv", "md")]
