@@ -9,6 +9,19 @@ import sys
 
 __version__ = "0.1.0"
 
+
+def evaluate(images, labels=None, soft_labels=None, **kwargs):
+    """Evaluate a condensed set given as arrays or tensors under the config's protocols.
+
+    `ddbench.evaluate(images, labels, dataset="fashion_mnist", protocol="hl", seeds=[0, 1, 2])`
+    returns one row per (protocol, seed) with the last-epoch test accuracy; see
+    `ddbench.api.evaluate` for every argument.
+    """
+    from ddbench.api import evaluate as run
+
+    return run(images, labels, soft_labels, **kwargs)
+
+
 # Modules that moved into subpackages keep answering to their old names, so code written
 # against `ddbench.quality`, `ddbench.engine`, ... still imports (the same module object).
 # (`ddbench.evaluate` is left free: it names the evaluation entry point, not a module.)

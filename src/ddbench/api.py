@@ -126,10 +126,14 @@ def evaluate(
     protocols = [protocol] if isinstance(protocol, str) else list(protocol or cfg["protocols"])
     for p in protocols:
         if p not in cfg["protocols"]:
-            raise ConfigError(f"protocol {p!r} is not in the config (configured: {', '.join(cfg['protocols'])})")
+            raise ConfigError(
+                f"protocol {p!r} is not in the config (configured: {', '.join(cfg['protocols'])})"
+            )
     student = student or next(iter(cfg["students"]))
     if student not in cfg["students"]:
-        raise ConfigError(f"student {student!r} is not in the config (configured: {', '.join(cfg['students'])})")
+        raise ConfigError(
+            f"student {student!r} is not in the config (configured: {', '.join(cfg['students'])})"
+        )
     dataset_path = _dataset_file(cfg, dataset, workdir)
     cset, _ = _as_set(images, labels, soft_labels, dataset_path, name)
     out_dir = Path(out_dir) if out_dir is not None else workdir / "evaluations" / name
@@ -170,13 +174,26 @@ def evaluate(
     return pd.DataFrame(rows)
 
 
-def baseline_accuracies(workdir: Path, dataset: str, protocol: str, student: str, method: str, ipc: int) -> list[float]:
+def baseline_accuracies(
+    workdir: Path, dataset: str, protocol: str, student: str, method: str, ipc: int
+) -> list[float]:
     """Accuracies of a method's evaluations at the same cell in the working directory's results."""
     import json
 
-    folder = workdir / Path(
-        target_path("eval", dataset=dataset, protocol=protocol, student=student, method=method, ipc=ipc, seed=0)
-    ).parent
+    folder = (
+        workdir
+        / Path(
+            target_path(
+                "eval",
+                dataset=dataset,
+                protocol=protocol,
+                student=student,
+                method=method,
+                ipc=ipc,
+                seed=0,
+            )
+        ).parent
+    )
     values = []
     for f in sorted(folder.glob("s*.json")):
         try:
@@ -186,7 +203,9 @@ def baseline_accuracies(workdir: Path, dataset: str, protocol: str, student: str
     return values
 
 
-def summary_markdown(result: pd.DataFrame, *, workdir: Path, dataset: str, baseline: str = "random") -> str:
+def summary_markdown(
+    result: pd.DataFrame, *, workdir: Path, dataset: str, baseline: str = "random"
+) -> str:
     """mean ± std per protocol, beside the baseline at the same IPC where the results tree has it."""
     lines = [
         f"| protocol | student | budget | IPC | seeds | accuracy (%) | {baseline} (same IPC) |",

@@ -287,5 +287,85 @@ def verify(config_path: str, directory: str, show_all: bool, missing: bool) -> N
         sys.exit(1)
 
 
+def _seed_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(s) for s in value.replace(",", " ").split()]
+    except ValueError:
+        raise click.BadParameter(f"seeds are integers, e.g. '0,1,2', got {value!r}") from None
+
+
+@main.command("evaluate")
+@click.argument("set_path", metavar="SET", type=click.Path())
+@click.option(
+    "--dataset", required=True, help="a dataset of the config (its prepared file is reused)"
+)
+@click.option(
+    "--protocol",
+    "protocols",
+    multiple=True,
+    help="repeat for several; default: every protocol of the config",
+)
+@click.option("--student", default=None, help="a student of the config (default: its first)")
+@click.option("--seeds", callback=_seed_list, default="0", show_default=True, help="e.g. 0,1,2")
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="default: config/config.yaml",
+)
+@click.option(
+    "--format",
+    "fmt",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "pt", "npz", "h5", "imagefolder"]),
+)
+@click.option(
+    "--workdir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="results tree: prepared data and teachers are reused from / kept in it",
+)
+@click.option(
+    "--out-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="per-seed JSON records (default: <workdir>/evaluations/<set name>)",
+)
+@_user_errors
+def evaluate_cmd(set_path, dataset, protocols, student, seeds, config_path, fmt, workdir, out_dir):
+    """Evaluate a condensed set made anywhere under the config's protocols, next to `random`.
+
+    SET: a .pt (dict with images and labels, or an (images, labels) pair), .npz, a ddbench
+    .h5, or a class-folder tree. Prints a Markdown table of mean ± std per protocol.
+    """
+    from .api import _config, _dataset_file, evaluate, summary_markdown
+    from .data.datasets import load_dataset
+    from .methods.external import read_set_arrays
+
+    workdir_path = Path(workdir)
+    cfg = _config(config_path)
+    data = load_dataset(_dataset_file(cfg, dataset, workdir_path), train_images=False)
+    arrays = read_set_arrays(set_path, data, fmt)
+    result = evaluate(
+        arrays["images"],
+        arrays.get("labels"),
+        arrays.get("soft_labels"),
+        dataset=dataset,
+        protocol=list(protocols) or None,
+        student=student,
+        seeds=seeds,
+        config=cfg,
+        workdir=workdir_path,
+        out_dir=out_dir,
+        name=Path(set_path).stem,
+    )
+    click.echo(summary_markdown(result, workdir=workdir_path, dataset=dataset))
+
+
 if __name__ == "__main__":
     main()

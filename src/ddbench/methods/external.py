@@ -143,21 +143,8 @@ def load_external(
 ) -> CondensedSet:
     """Read, check and convert an external set for `data` at `ipc`; provenance in extra_attrs."""
     path = Path(path)
-    if not path.exists():
-        raise DataFileError(f"{path}: external set does not exist")
-    fmt = detect_format(path, fmt)
-    if fmt == "imagefolder":
-        if not path.is_dir():
-            raise DataFileError(f"{path}: format imagefolder needs a folder")
-        arrays = _read_folder(path, data)
-    elif path.is_dir():
-        raise DataFileError(f"{path}: is a folder, but format {fmt} needs a file")
-    elif fmt == "npz":
-        arrays = _read_npz(path)
-    elif fmt == "pt":
-        arrays = _read_pt(path)
-    else:
-        arrays = _read_h5(path)
+    fmt = detect_format(path, fmt) if path.exists() else fmt
+    arrays = read_set_arrays(path, data, fmt)
     cset = _to_condensed(path, arrays, data, int(ipc))
     cset.method = method
     cset.params = dict(params) if params is not None else {"path": str(path), "format": fmt}
@@ -170,6 +157,33 @@ def load_external(
 
 
 # --------------------------------------------------------------------------- readers
+
+
+def read_set_arrays(path: str | os.PathLike, data: ImageData, fmt: str = "auto") -> dict[str, Any]:
+    """The arrays of a set file or folder (images, labels, and soft_labels / classes if given)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: external set does not exist")
+    fmt = detect_format(path, fmt)
+    if fmt == "imagefolder":
+        if not path.is_dir():
+            raise DataFileError(f"{path}: format imagefolder needs a folder")
+        return _read_folder(path, data)
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a folder, but format {fmt} needs a file")
+    if fmt == "npz":
+        return _read_npz(path)
+    if fmt == "pt":
+        return _read_pt(path)
+    return _read_h5(path)
+
+
+def to_condensed_arrays(
+    source: str | os.PathLike, arrays: dict[str, Any], data: ImageData, ipc: int
+) -> CondensedSet:
+    """Check and convert in-memory arrays (images, labels, optional soft_labels) for `data`;
+    errors name `source`."""
+    return _to_condensed(Path(source), arrays, data, int(ipc))
 
 
 def _read_npz(path: Path) -> dict[str, Any]:
@@ -200,9 +214,13 @@ def _read_pt(path: Path) -> dict[str, Any]:
             f"{path}: cannot be loaded with torch.load(weights_only=True) "
             f"(a dict of tensors is expected): {str(exc).splitlines()[0]}"
         ) from None
+    if isinstance(obj, (tuple, list)) and len(obj) in (2, 3):
+        # an (images, labels) or (images, labels, soft_labels) pair, as many repos save them
+        obj = dict(zip(("images", "labels", "soft_labels"), obj, strict=False))
     if not isinstance(obj, dict):
         raise DataFileError(
-            f"{path}: holds a {type(obj).__name__}, expected a dict with images, labels"
+            f"{path}: holds a {type(obj).__name__}, expected a dict with images, labels or an "
+            "(images, labels) pair"
         )
     _check_keys(path, list(obj))
     out = {}

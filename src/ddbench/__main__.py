@@ -1,0 +1,5 @@
+"""`python -m ddbench`: the `ddbench` command."""
+
+from ddbench.cli import main
+
+main()
