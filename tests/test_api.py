@@ -83,3 +83,27 @@ def test_unbalanced_or_misshaped_sets_are_refused_naming_the_problem(tmp_path):
         cwd=tmp_path, capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 2 and "missing.pt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_declared_normalisation_is_undone_and_a_wrong_one_is_refused():
+    from ddbench.api import undo_normalisation
+
+    x, _ = _digits_set()
+    x = x.numpy()
+    stored = (x - 0.5) / 0.25
+    np.testing.assert_allclose(undo_normalisation(stored, [0.5], [0.25], "s.pt"), x, atol=1e-6)
+    with pytest.raises(DataFileError, match=r"s\.pt: after undoing .* not \[0, 1\]"):
+        undo_normalisation(stored, [0.1], [2.0], "s.pt")
+
+
+def test_other_resolutions_are_resized_with_a_notice(tmp_path):
+    x, y = _digits_set()
+    big = torch.nn.functional.interpolate(x, size=(16, 16), mode="nearest")
+    torch.save((big, y), tmp_path / "big.pt")
+    cmd = [sys.executable, "-m", "ddbench", "evaluate", "big.pt", "--dataset", "digits"]
+    cmd += ["--config", str(SMOKE), "--protocol", "hl", "--seeds", "0"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "notice: big: images are (16, 16), the dataset is 8x8: resized" in proc.stderr
+    refused = subprocess.run([*cmd, "--no-resize"], cwd=tmp_path, capture_output=True, text=True)
+    assert refused.returncode == 2 and "shape" in refused.stderr

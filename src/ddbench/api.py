@@ -68,13 +68,73 @@ def _teacher_files(
     return out
 
 
-def _as_set(images, labels, soft_labels, dataset_path: Path, source: str):
+def _channel_axis(images: np.ndarray, channels: int) -> int:
+    if images.ndim == 4 and images.shape[1] == channels:
+        return 1
+    if images.ndim == 4 and images.shape[-1] == channels:
+        return 3
+    raise DataFileError(
+        f"images of shape {images.shape}: cannot find the {channels}-channel axis (expected "
+        "[n, C, H, W] or [n, H, W, C])"
+    )
+
+
+def undo_normalisation(images: np.ndarray, mean, std, source: str) -> np.ndarray:
+    """x * std + mean per channel (images stored as (x − mean) / std), checked to land in [0, 1]."""
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    if mean.shape != std.shape or mean.ndim != 1:
+        raise DataFileError(f"{source}: --normalized needs as many means as stds, one per channel")
+    axis = _channel_axis(images, len(mean))
+    shape = [1, 1, 1, 1]
+    shape[axis] = len(mean)
+    out = images.astype(np.float64) * std.reshape(shape) + mean.reshape(shape)
+    lo, hi = float(out.min()), float(out.max())
+    if lo < -0.02 or hi > 1.02:
+        raise DataFileError(
+            f"{source}: after undoing the declared normalisation the pixels span [{lo:.3g}, "
+            f"{hi:.3g}], not [0, 1]: check the mean and std (per channel, on [0, 1] pixels)"
+        )
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def resize_to(images: np.ndarray, size: int, channels: int, source: str) -> np.ndarray:
+    """[n, C, H, W] (or NHWC) floats resized to size x size (bilinear, antialiased), with a notice."""
+    import torch
+    import torch.nn.functional as F
+
+    axis = _channel_axis(images, channels)
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    if axis == 3:
+        x = x.permute(0, 3, 1, 2)
+    if tuple(x.shape[2:]) == (size, size):
+        return x.numpy()
+    print(
+        f"notice: {source}: images are {tuple(x.shape[2:])}, the dataset is {size}x{size}: "
+        "resized (bilinear, antialiased)",
+        file=sys.stderr,
+    )
+    y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return y.clamp(0.0, 1.0).numpy()
+
+
+def _as_set(
+    images, labels, soft_labels, dataset_path: Path, source: str, normalized=None, resize=True
+):
     """A checked CondensedSet of the given arrays (tensors or NumPy) for the dataset."""
     from ddbench.data.datasets import load_dataset
     from ddbench.methods.external import to_condensed_arrays
 
     data = load_dataset(dataset_path, train_images=False)
-    arrays = {"images": _numpy(images)}
+    pixels = _numpy(images)
+    if pixels.ndim == 3 and data.in_chans == 1:
+        pixels = pixels[:, None]
+    if pixels.dtype == np.uint8 and normalized is None:
+        pixels = pixels.astype(np.float32) / np.float32(255.0)
+    if normalized is not None:
+        pixels = undo_normalisation(pixels, normalized[0], normalized[1], source)
+    if resize and pixels.ndim == 4:
+        pixels = resize_to(pixels, data.image_size, data.in_chans, source)
+    arrays = {"images": pixels}
     if labels is not None:
         arrays["labels"] = _numpy(labels)
     if soft_labels is not None:
@@ -108,13 +168,17 @@ def evaluate(
     out_dir: str | os.PathLike | None = None,
     name: str = "mine",
     device: str | None = None,
+    normalized: tuple[list[float], list[float]] | None = None,
+    resize: bool = True,
 ) -> pd.DataFrame:
     """Train and test a student on the set under each protocol and seed; one row per run.
 
     images: [n, C, H, W] or [n, H, W, C], floats in [0, 1] or uint8; labels: [n] class
     indices (or give soft_labels [n, K]; their argmax is the class). Exactly IPC images per
     class. `protocol` None = every protocol of the config; `student` None = its first student.
-    The per-seed JSON records (the workflow's format) go to `out_dir`
+    `normalized=(mean, std)` declares images stored as (x − mean) / std per channel: undone
+    first. Images of another resolution are resized to the dataset's (bilinear, antialiased)
+    with a notice, unless resize=False. The per-seed JSON records (the workflow's format) go to `out_dir`
     (default `<workdir>/evaluations/<name>/`). Returns protocol, seed, accuracy, IPC, student,
     budget and the record's path.
     """
@@ -135,7 +199,7 @@ def evaluate(
             f"student {student!r} is not in the config (configured: {', '.join(cfg['students'])})"
         )
     dataset_path = _dataset_file(cfg, dataset, workdir)
-    cset, _ = _as_set(images, labels, soft_labels, dataset_path, name)
+    cset, _ = _as_set(images, labels, soft_labels, dataset_path, name, normalized, resize)
     out_dir = Path(out_dir) if out_dir is not None else workdir / "evaluations" / name
     set_path = out_dir / f"set-ipc{cset.ipc}.h5"
     cset.method = name

@@ -336,8 +336,29 @@ def _seed_list(ctx, param, value):
     type=click.Path(file_okay=False),
     help="per-seed JSON records (default: <workdir>/evaluations/<set name>)",
 )
+@click.option(
+    "--normalized",
+    nargs=2,
+    default=None,
+    metavar="MEAN STD",
+    help="images stored as (x - mean) / std, per-channel comma lists (e.g. 0.5 0.25, or "
+    "0.49,0.48,0.45 0.25,0.24,0.26): undone first",
+)
+@click.option("--no-resize", is_flag=True, help="refuse other resolutions instead of resizing")
 @_user_errors
-def evaluate_cmd(set_path, dataset, protocols, student, seeds, config_path, fmt, workdir, out_dir):
+def evaluate_cmd(
+    set_path,
+    dataset,
+    protocols,
+    student,
+    seeds,
+    config_path,
+    fmt,
+    workdir,
+    out_dir,
+    normalized,
+    no_resize,
+):
     """Evaluate a condensed set made anywhere under the config's protocols, next to `random`.
 
     SET: a .pt (dict with images and labels, or an (images, labels) pair), .npz, a ddbench
@@ -350,6 +371,11 @@ def evaluate_cmd(set_path, dataset, protocols, student, seeds, config_path, fmt,
     workdir_path = Path(workdir)
     cfg = _config(config_path)
     data = load_dataset(_dataset_file(cfg, dataset, workdir_path), train_images=False)
+    if normalized is not None:
+        try:
+            normalized = tuple([float(v) for v in part.split(",")] for part in normalized)
+        except ValueError:
+            raise click.BadParameter("--normalized MEAN STD: comma-separated numbers") from None
     arrays = read_set_arrays(set_path, data, fmt)
     result = evaluate(
         arrays["images"],
@@ -363,6 +389,8 @@ def evaluate_cmd(set_path, dataset, protocols, student, seeds, config_path, fmt,
         workdir=workdir_path,
         out_dir=out_dir,
         name=Path(set_path).stem,
+        normalized=normalized,
+        resize=not no_resize,
     )
     click.echo(summary_markdown(result, workdir=workdir_path, dataset=dataset))
 
