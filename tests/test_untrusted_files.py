@@ -248,3 +248,16 @@ def test_external_soft_labels_npy_with_an_object_array_is_refused(tiny_data, tmp
     with pytest.raises(DataFileError, match=r"soft_labels\.npy: not a readable \.npy array"):
         load_external(root, tiny_data, 1)
     assert not marker.exists()
+
+
+def test_external_npz_that_would_decompress_past_the_cap_is_refused(tmp_path, monkeypatch):
+    from ddbench.methods import external
+
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, images=np.zeros((64, 1, 64, 64), np.float32), labels=np.zeros(64))
+    assert path.stat().st_size < 20_000  # zeros compress to almost nothing
+    monkeypatch.setattr(external, "MAX_NPZ_BYTES", 100_000)
+    with pytest.raises(
+        DataFileError, match=r"bomb\.npz: its arrays would decompress to .* over the cap"
+    ):
+        external._read_npz(path)

@@ -186,7 +186,31 @@ def to_condensed_arrays(
     return _to_condensed(Path(source), arrays, data, int(ipc))
 
 
+# An .npz is a zip archive: its members are decompressed into memory when read. A set of
+# 1 000 classes x 50 images of 3 x 224 x 224 float32 is about 30 GB, so 64 GiB leaves room for
+# real sets while a decompression bomb (a tiny file that inflates to terabytes) is refused.
+MAX_NPZ_BYTES = 64 << 30
+
+
+def _check_npz_size(path: Path) -> None:
+    """Refuse an .npz whose members would decompress to more than MAX_NPZ_BYTES."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataFileError(f"{path}: not a readable .npz file: {exc}") from None
+    if total > MAX_NPZ_BYTES:
+        raise DataFileError(
+            f"{path}: its arrays would decompress to {total / 2**30:.1f} GiB, over the cap of "
+            f"{MAX_NPZ_BYTES / 2**30:.0f} GiB (external.MAX_NPZ_BYTES, a guard against "
+            "decompression bombs)"
+        )
+
+
 def _read_npz(path: Path) -> dict[str, Any]:
+    _check_npz_size(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.files)
