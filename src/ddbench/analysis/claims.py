@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ddbench.data.h5io import atomic_path
 from ddbench.errors import ConfigError
@@ -523,8 +522,3 @@ def claims_file_of(config: dict, basedir: str | os.PathLike | None = None) -> st
     if path.is_absolute() or path.exists() or basedir is None:
         return str(path)
     return str(Path(basedir) / path)
-
-
-def claims_yaml(claims: list[Claim]) -> str:
-    """The claims back as YAML (for `ddbench list`-style inspection)."""
-    return yaml.safe_dump({"claims": [c.__dict__ for c in claims]}, sort_keys=False)

@@ -230,10 +230,6 @@ class Plan:
         """A rule's log or benchmark file: per seed, or one `seeds.*` for a grouped job."""
         return pattern.replace("/s{seed}.", "/seeds.") if self.grouped else pattern
 
-    def seeds_param(self) -> list[int] | None:
-        """The seeds a grouped job trains in turn (None: one job per seed)."""
-        return list(self.config["seeds"]) if self.grouped else None
-
     def grouped_params(self) -> dict[str, list[int]]:
         """Extra rule params of a grouped job (`seeds`); none for per-seed jobs, so their
         recorded params, and with them Snakemake's rerun decisions, stay as they were."""
