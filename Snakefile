@@ -31,6 +31,7 @@ containerized: config["container"]
 include: "rules/data.smk"
 include: "rules/teachers.smk"
 include: "rules/priors.smk"
+include: "rules/experts.smk"
 include: "rules/scores.smk"
 include: "rules/diffsel.smk"
 include: "rules/condense.smk"

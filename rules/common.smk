@@ -4,6 +4,7 @@
 from ddbench.config import ConfigError, check_config_files, validate_config
 from ddbench.stages.priors import prior_spec_param
 from ddbench.workflow import Plan, pattern, scaled, target_path
+from ddbench.workflow.resources import dataset_mem_mb
 
 # Every parse (jobs re-parse too): no data file is read. The main process also refuses
 # duplicate keys in the config files and `device: cuda` without a GPU (jobs may run elsewhere).

@@ -11,7 +11,7 @@ rule condense:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        mem_mb=scaled(4000),
+        mem_mb=dataset_mem_mb(config, "condense"),
         runtime=scaled(60),
     params:
         spec=W.method_spec,

@@ -10,7 +10,7 @@ rule prepare_dataset:
         "../envs/data.yaml"
     threads: 1
     resources:
-        mem_mb=scaled(4000),
+        mem_mb=dataset_mem_mb(config, "prepare_dataset"),
         runtime=scaled(30),
     params:
         spec=W.dataset_spec,

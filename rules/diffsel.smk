@@ -15,7 +15,7 @@ rule cluster_patches:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        mem_mb=scaled(4000),
+        mem_mb=dataset_mem_mb(config, "cluster_patches"),
         runtime=scaled(60),
     params:
         spec=W.clusters_spec,
@@ -37,7 +37,7 @@ rule generate_pool:
         "../envs/torch.yaml"
     threads: config["threads"]
     resources:
-        mem_mb=scaled(6000),
+        mem_mb=dataset_mem_mb(config, "generate_pool"),
         runtime=scaled(240),
         gpu=GPU,
     params:

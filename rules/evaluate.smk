@@ -19,7 +19,7 @@ rule evaluate:
         "../envs/torch.yaml"
     threads: config["eval_threads"]
     resources:
-        mem_mb=scaled(4000),
+        mem_mb=dataset_mem_mb(config, "evaluate"),
         runtime=W.seed_runtime(120),
         gpu=GPU,
     params:
@@ -45,7 +45,7 @@ rule evaluate_full_train:
         "../envs/torch.yaml"
     threads: config["eval_threads"]
     resources:
-        mem_mb=scaled(6000),
+        mem_mb=dataset_mem_mb(config, "evaluate_full_train"),
         runtime=scaled(240),
         gpu=GPU,
     params:

@@ -16,7 +16,7 @@ rule train_prior:
         "../envs/torch.yaml"
     threads: config["threads"]
     resources:
-        mem_mb=scaled(4000),
+        mem_mb=dataset_mem_mb(config, "train_prior"),
         runtime=scaled(240),
         gpu=GPU,
     params:

@@ -16,7 +16,7 @@ rule quality:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        mem_mb=scaled(4000),
+        mem_mb=dataset_mem_mb(config, "quality"),
         runtime=W.seed_runtime(30),
         gpu=GPU,
     params:

@@ -373,6 +373,7 @@ rule figure_tsne:
         runtime=30,
     params:
         tsne_max_real=config["quality"]["tsne_max_real"],
+        max_classes=config["figures"]["max_classes"],
         sets=W.tsne_sets,
     script:
         "../scripts/figures.py"
@@ -399,6 +400,7 @@ rule figure_galleries:
         mem_mb=2000,
         runtime=20,
     params:
+        max_classes=config["figures"]["max_classes"],
         cells=W.gallery_cells,
     script:
         "../scripts/figures.py"

@@ -12,7 +12,7 @@ rule compute_scores:
         "../envs/torch.yaml"
     threads: config["threads"]
     resources:
-        mem_mb=scaled(6000),
+        mem_mb=dataset_mem_mb(config, "compute_scores"),
         runtime=scaled(240),
         gpu=GPU,
     params:

@@ -13,7 +13,7 @@ rule train_teacher:
         "../envs/torch.yaml"
     threads: config["threads"]
     resources:
-        mem_mb=scaled(4000),
+        mem_mb=dataset_mem_mb(config, "train_teacher"),
         runtime=scaled(120),
         gpu=GPU,
     params:
@@ -38,7 +38,7 @@ rule extract_features:
         "../envs/torch.yaml"
     threads: config["threads"]
     resources:
-        mem_mb=scaled(4000),
+        mem_mb=dataset_mem_mb(config, "extract_features"),
         runtime=scaled(30),
     params:
         device=config["device"],

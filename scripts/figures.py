@@ -17,6 +17,12 @@ def main():
     out = smk.output
     ds = smk.wildcards.get("dataset")
 
+    def max_classes():
+        # classes in a gallery or t-SNE: the rule's param, else the config (schema default 10)
+        if smk.params.get("max_classes") is not None:
+            return int(smk.params.max_classes)
+        return int(smk.config.get("figures", {}).get("max_classes", figures.FIGURE_MAX_CLASSES))
+
     def metrics():
         return tables.read_metrics(
             list(smk.input.get("metrics", [])) + list(smk.input.get("reference", []))
@@ -53,14 +59,21 @@ def main():
             out.png,
             n_jobs=smk.threads,
             max_real=smk.params.tsne_max_real,
+            max_classes=max_classes(),
         )
         print(f"t-SNE: {summary}", file=sys.stderr)
     elif rule == "figure_galleries":
         summary = figures.write_galleries(
-            smk.input.dataset, list(smk.input.condensed), smk.params.cells, ds, out.panels
+            smk.input.dataset,
+            list(smk.input.condensed),
+            smk.params.cells,
+            ds,
+            out.panels,
+            max_classes=max_classes(),
         )
         print(
-            f"galleries: {summary['panels']} panels, {len(summary['unreadable'])} unreadable",
+            f"galleries: {summary['panels']} panels, {len(summary['unreadable'])} unreadable, "
+            f"rows: {summary['class_rule']}",
             file=sys.stderr,
         )
     elif rule == "figure_teacher_student":

@@ -14,7 +14,10 @@ def main():
 
     from ddbench.data.datasets import prepare_dataset
 
-    summary = prepare_dataset(smk.wildcards.dataset, json.loads(smk.params.spec), smk.output[0])
+    spec = json.loads(smk.params.spec)
+    # image folders: one decoding process per thread of the job (the spec's `workers` wins)
+    workers = spec.get("workers") or smk.threads
+    summary = prepare_dataset(smk.wildcards.dataset, spec, smk.output[0], workers=workers)
     print(json.dumps(summary), file=sys.stderr)
 
 

@@ -29,6 +29,8 @@ CONFIGS = {
     "dd_vs_coresets": "config/studies/dd_vs_coresets.yaml",
     "ddps": "config/studies/ddps.yaml",
     "psr": "config/studies/psr.yaml",
+    "matching": "config/studies/matching.yaml",
+    "scale": "config/scale.yaml",
 }
 _FILES = {
     "fashion_mnist": [

@@ -143,3 +143,30 @@ def test_make_augment() -> None:
         make_augment("mixup")
     with pytest.raises(ValueError, match="bad parameters"):
         make_augment("dsa", nonsense=1)
+
+
+def _devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _devices())
+@pytest.mark.parametrize("name", ["dsa_single", "dsa_multiple", "rrc_flip", "cutmix"])
+def test_augmenting_on_the_device_matches_the_host_with_cpu_generator_draws(name, device):
+    """The GPU path augments device batches; draws stay on the CPU generator, so the
+    parameters, the generator's state afterwards and (to float tolerance) the images match."""
+    x = _batch(b=16)
+    outs, states = [], []
+    for where in ("cpu", device):
+        g = _gen(7)
+        for _ in range(3):  # a few calls: every family of DSA single mode gets a turn
+            if name == "cutmix":
+                out, perm, lam = cutmix(x.to(where), g, alpha=1.0)
+                assert perm.device.type == torch.device(where).type
+            else:
+                out = AUGS[name]()(x.to(where), g)
+            assert out.device.type == torch.device(where).type
+            outs.append(out.cpu())
+        states.append(g.get_state())
+    assert torch.equal(states[0], states[1])
+    for host, dev in zip(outs[:3], outs[3:], strict=True):
+        torch.testing.assert_close(dev, host, rtol=1e-5, atol=1e-5)

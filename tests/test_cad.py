@@ -49,7 +49,7 @@ def test_cad_averages_runs_and_matches_direct_loop():
 
 def test_cad_needs_enough_recorded_epochs():
     probs, labels = dynamics_from_ptrue(np.full((1, 5, 2), 0.5))
-    with pytest.raises(ValueError, match="needs recorded epochs"):
+    with pytest.raises(ValueError, match="needs record points"):
         cad(probs, labels, budget=5, window_j=3, window_w=3)
 
 
@@ -65,3 +65,12 @@ def test_el2n_soft_is_distance_to_teacher_label():
     # a proxy that already agrees with the teacher has score 0
     probs[:, 2] = teacher[None]
     assert np.allclose(el2n_soft(probs, teacher, 2), 0, atol=1e-6)
+
+
+def test_fractional_budget_ends_at_the_last_record_before_it():
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(3), size=(2, 10, 8)).astype(np.float32)
+    labels = rng.integers(0, 3, 8)
+    # one record per epoch: K = 9.5 epochs ends at the record after epoch 9, as K = 9 does
+    np.testing.assert_array_equal(cad(probs, labels, 9.5), cad(probs, labels, 9))
+    assert not np.array_equal(cad(probs, labels, 10), cad(probs, labels, 9))

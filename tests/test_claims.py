@@ -231,3 +231,33 @@ def test_shipped_claims_name_methods_and_protocols_the_studies_configure():
         wanted = c.where.get("preset", [])
         for p in wanted if isinstance(wanted, list) else [wanted]:
             assert p in presets, (c.id, p)
+
+
+def test_method_variants_pick_the_one_each_cell_evaluates():
+    """A list side reads, per cell, the variant evaluated there (CAD-Prune built per budget)."""
+    rows = []
+    for protocol, budget, variant, shift in (
+        ("hl_b05", 0.5, "cp_b05", 2.0),
+        ("hl_b2", 2.0, "cp_b2", -2.0),
+    ):
+        for seed in range(3):
+            for method, acc in ((variant, 50.0 + shift + 0.1 * seed), ("el2n", 50.0)):
+                rows.append({"dataset": "d", "protocol": protocol, "student": "s", "ipc": 10,
+                             "preset": "hl", "full_epochs": budget, "method": method,
+                             "seed": seed, "metric": "accuracy", "value": acc})  # fmt: skip
+    from ddbench.analysis.claims import Claim
+
+    claim = Claim("c", "cp over el2n", "x", {"method": ["cp_b05", "cp_b2"]}, {"method": "el2n"},
+                  "greater")  # fmt: skip
+    out = judge([claim], pd.DataFrame(rows), {})
+    per_cell = out[out["cell"] != "all"].set_index("cell")["effect"]
+    assert sorted(per_cell.round(6)) == [-1.9, 2.1]
+    assert out[out["cell"] == "all"].iloc[0]["verdict"] == "not held"
+    both = pd.DataFrame(rows + [{**rows[0], "method": "cp_b2"}])
+    with pytest.raises(ConfigError, match="several of these variants"):
+        judge([claim], both, {})
+    bad = Claim("c", "s", "x", {"method": ["@best_coreset"]}, {"method": "el2n"}, "greater")
+    from ddbench.analysis.claims import _check_side
+
+    with pytest.raises(ConfigError, match="variants"):
+        _check_side(bad.a, "claims[0].a")

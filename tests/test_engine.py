@@ -233,3 +233,43 @@ def test_finite_training_is_unchanged_by_the_divergence_check():
     p = resolve_protocol("hl", {"preset": "hl", "epochs": 3, "batch_size": 8, "augment": "none"})
     r = train(_model(), x, y, p, 0, n_full=40)
     assert len(r.history) == 3 and all(math.isfinite(v) for v in r.history)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"preset": "hl", "augment": "dsa", "cutmix": 1.0},
+        {"preset": "hl", "augment": "rrc_flip", "optimizer": "adamw", "lr": 1e-3},
+        {"preset": "teacher", "augment": "none", "optimizer": "adam", "lr": 1e-3},
+    ],
+    ids=["sgd_dsa_cutmix", "adamw_rrc", "adam_none"],
+)
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "fused"])
+def test_cuda_plan_run_on_cpu_matches_todays_path_to_float_tolerance(spec, fused):
+    """The device branch (set moved to the device and augmented there, torch.optim's
+    foreach/fused optimisers, channels_last) gives today's results up to float tolerance."""
+    from ddbench.training.engine import DevicePlan, predict
+
+    x, y = _data(n=64)
+    p = resolve_protocol("t", {**spec, "epochs": 2, "batch_size": 16})
+    cuda_like = DevicePlan(data_on_device=True, torch_optim=True, fused=fused, channels_last=True)
+    runs = []
+    for plan in (None, cuda_like):
+        m = _model()
+        res = train(m, x.clone(), y, p, seed=5, n_full=64, plan=plan)
+        assert all(t.is_contiguous() for t in m.state_dict().values())  # left as it came
+        runs.append((res.history, predict(m, x)))
+    # compared through the trained function: Adam turns the float noise in the gradient of a
+    # conv bias before instance norm (exactly 0 in theory) into lr-sized moves it never feels
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-4, abs=1e-5)
+    torch.testing.assert_close(runs[1][1], runs[0][1], rtol=1e-4, atol=1e-4)
+
+
+def test_device_plan_is_todays_path_on_cpu_and_the_fast_path_on_cuda():
+    from ddbench.training.engine import DevicePlan, device_plan
+
+    hl = resolve_protocol("t", {"preset": "hl", "epochs": 1})
+    assert device_plan(torch.device("cpu"), hl) == DevicePlan()
+    cuda = device_plan(torch.device("cuda"), hl)  # a plan only: no GPU needed to decide it
+    assert cuda.data_on_device and cuda.torch_optim and cuda.fused
+    assert cuda.amp == cuda.channels_last == bool(hl.amp)

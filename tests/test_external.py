@@ -432,3 +432,95 @@ def test_readme_example_evaluates_an_external_set_and_reruns_when_it_changes(tmp
         ("condense", "dataset=digits, method=mine, ipc=1, seed=0"),
         ("evaluate", "dataset=digits, protocol=hl, student=convnet, method=mine, ipc=1, seed=0"),
     }, out.stdout + out.stderr
+
+
+# --- formats of other tools: MTT/DATM pairs, extra scalar entries, SRe2L/RDED folders ------
+
+
+def _float_set(data: ImageData, ipc: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = _expected(data, ipc)
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def test_pt_dict_keeps_syn_lr_and_other_scalars_as_attributes(tiny_data, tmp_path) -> None:
+    images, labels = _float_set(tiny_data, 1)
+    path = tmp_path / "set.pt"
+    torch.save({"images": images, "labels": labels, "syn_lr": torch.tensor(0.0123),
+                "temperature": 4.0, "iteration": 5000, "method": "datm"}, path)  # fmt: skip
+    cset = load_external(path, tiny_data, 1)
+    out = tmp_path / "set.h5"
+    cset.save(out, created_by="test", seed=0)
+    attrs = read_attrs(out, "condensed")
+    assert attrs["syn_lr"] == pytest.approx(0.0123, rel=1e-6)
+    assert attrs["soft_label_temperature"] == 4.0 and attrs["iteration"] == 5000
+    assert attrs["set_method"] == "datm" and attrs["method"] == "external"  # no clobbering
+    torch.save({"images": images, "labels": labels, "syn_lr": -1.0}, path)
+    with pytest.raises(DataFileError, match=r"set\.pt: syn_lr is -1\.0; it must be a positive"):
+        load_external(path, tiny_data, 1)
+
+
+@pytest.mark.parametrize("given", ["folder", "images_file"])
+def test_mtt_pair_with_hard_labels_and_learned_lr(given, tiny_data, tmp_path) -> None:
+    images, labels = _float_set(tiny_data, 2)
+    run = tmp_path / "logged_files" / "run1"
+    run.mkdir(parents=True)
+    torch.save(images, run / "images_best.pt")
+    torch.save(labels, run / "labels_best.pt")
+    torch.save(torch.tensor(0.02), run / "lr_best.pt")
+    path = run if given == "folder" else run / "images_best.pt"
+    cset = load_external(path, tiny_data, 2)
+    np.testing.assert_array_equal(cset.labels, labels.numpy())
+    np.testing.assert_allclose(cset.images, images.numpy())
+    assert cset.extra_attrs["source_format"] == "mtt"
+    assert cset.extra_attrs["syn_lr"] == pytest.approx(0.02)
+
+
+def test_datm_soft_label_logits_become_probabilities_and_classes_follow_the_blocks(
+    tiny_data, tmp_path
+) -> None:
+    images, labels = _float_set(tiny_data, 2)
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)) * 3
+    torch.save(images, tmp_path / "images_best.pt")
+    torch.save(logits, tmp_path / "labels_best.pt")
+    cset = load_external(tmp_path / "images_best.pt", tiny_data, 2)
+    np.testing.assert_allclose(cset.soft_labels, torch.softmax(logits, 1).numpy(), atol=1e-6)
+    assert cset.extra_attrs["soft_labels_from"] == "logits"
+    arg = logits.argmax(1).numpy()
+    balanced = (np.bincount(arg, minlength=3) == 2).all()
+    expected = arg if balanced else np.repeat(np.arange(3), 2)  # MTT/DATM store class blocks
+    np.testing.assert_array_equal(cset.labels, expected)
+    assert "syn_lr" not in cset.extra_attrs  # no lr_best.pt
+
+
+def test_mtt_images_without_labels_are_refused_saying_what_to_pass(tiny_data, tmp_path) -> None:
+    images, _ = _float_set(tiny_data, 1)
+    torch.save(images, tmp_path / "images_best.pt")
+    with pytest.raises(
+        DataFileError, match=r"images_best\.pt: holds one tensor; .* needs labels_best\.pt beside"
+    ):
+        load_external(tmp_path / "images_best.pt", tiny_data, 1)
+    with pytest.raises(DataFileError, match=r"images_best\.pt: no labels_best\.pt beside it"):
+        load_external(tmp_path / "images_best.pt", tiny_data, 1, fmt="mtt")
+
+
+def test_sre2l_rded_new_folders_map_to_classes_by_index(tiny_data, tmp_path) -> None:
+    path = tmp_path / "syn_data"
+    _write_folder(path, tiny_data, 2, [f"new{c:03d}" for c in range(3)])
+    cset = load_external(path, tiny_data, 2)
+    images, labels = _expected(tiny_data, 2)
+    np.testing.assert_array_equal(cset.labels, labels)
+    np.testing.assert_allclose(cset.images, images, atol=1e-7)
+
+
+def test_class_map_json_maps_any_folder_names(tiny_data, tmp_path) -> None:
+    path = tmp_path / "set"
+    _write_folder(path, tiny_data, 1, ["n0003", "n0001", "n0002"])  # class 0, 1, 2 in this order
+    (path / "class_map.json").write_text(json.dumps({"n0003": 0, "n0001": "b", "n0002": 2}))
+    cset = load_external(path, tiny_data, 1)
+    np.testing.assert_allclose(cset.images, _expected(tiny_data, 1)[0], atol=1e-7)
+    (path / "class_map.json").write_text(json.dumps({"n0003": 0, "n0001": "zebra", "n0002": 2}))
+    with pytest.raises(DataFileError, match=r"class_map\.json: 'n0001' maps to 'zebra'"):
+        load_external(path, tiny_data, 1)
+    (path / "class_map.json").unlink()
+    with pytest.raises(DataFileError, match=r"set/class_map\.json"):
+        load_external(path, tiny_data, 1)

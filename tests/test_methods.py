@@ -30,6 +30,8 @@ KNOWN_PARAMS = {
     "forgetting": {"scorer": "proxy"},
     "cad_prune": {"scorer": "proxy", "budget": 5, "window_j": 2, "window_w": 2},
     "dm": {"model": "convnet-d1-w4-in", "iterations": 2, "batch_real": 4},
+    "dc": {"model": "convnet-d1-w4-in", "iterations": 1, "outer_loop": 1, "batch_real": 4},
+    "dsa": {"model": "convnet-d1-w4-in", "iterations": 1, "outer_loop": 1, "batch_real": 4},
     "rded": {"crops": "crops", "factor": 2},
     "ca2d": {
         "crops": "crops",

@@ -286,7 +286,9 @@ def test_prdc_of_a_coreset_equals_exact_distances(offset):  # seeds 4, 56 failed
         assert values["precision"] == pytest.approx(inside.any(axis=0).mean(), abs=1e-12)
         assert values["density"] == pytest.approx(inside.sum(axis=0).mean() / k, abs=1e-12)
         assert values["coverage"] == pytest.approx(inside.any(axis=1).mean(), abs=1e-12)
-        assert values["recall"] == pytest.approx((d < r_fake[None, :]).any(axis=1).mean(), abs=1e-12)
+        assert values["recall"] == pytest.approx(
+            (d < r_fake[None, :]).any(axis=1).mean(), abs=1e-12
+        )
 
 
 def test_kth_radii_are_exact_where_the_expansion_rounds():

@@ -7,7 +7,15 @@ import pytest
 
 from ddbench.data.h5io import DataFileError, write_h5
 from ddbench.methods.selection import rank_by_score
-from ddbench.stages.scores import el2n, forgetting, load_dynamics, p_true
+from ddbench.stages.scores import (
+    as_dynamics,
+    compact_stats,
+    el2n,
+    el2n_score,
+    forgetting,
+    load_dynamics,
+    p_true,
+)
 
 
 def _labels(n: int = 10, k: int = 3, seed: int = 0) -> np.ndarray:
@@ -162,3 +170,50 @@ def test_load_dynamics_rejects_sample_count_mismatch(tmp_path, fake_dynamics) ->
 def test_load_dynamics_missing_file_names_path(tmp_path) -> None:
     with pytest.raises(DataFileError, match="nope.h5.*does not exist"):
         load_dynamics(tmp_path / "nope.h5")
+
+
+# --- compact dynamics files ------------------------------------------------------------------
+
+
+def _compact_arrays(dyn: dict) -> dict[str, np.ndarray]:
+    points = dyn["probs"].shape[1]
+    return {
+        **compact_stats(dyn["probs"], dyn["labels"]),
+        "labels": dyn["labels"],
+        "steps": 5 * np.arange(1, points + 1),
+        "steps_per_epoch": np.int64(10),
+    }
+
+
+def test_load_dynamics_compact_round_trip(tmp_path, fake_dynamics) -> None:
+    dyn = fake_dynamics(_labels(), runs=2, epochs=4)
+    arrays = _compact_arrays(dyn)
+    path = tmp_path / "dyn.h5"
+    write_h5(path, "scores", arrays, created_by="test", attrs={"num_classes": 3})
+    got = load_dynamics(path)
+    assert "probs" not in got
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(got[key], value)
+    d = as_dynamics(got)
+    assert d.points == 4 and d.interval == 5 and d.epochs_of(4) == 2.0
+    assert d.correct.dtype == bool
+    # two records per epoch: epoch 0 (0-based) ends at point 2, EL2N reads record index 1
+    np.testing.assert_array_equal(el2n_score(d, 0), arrays["el2n"][:, 1].mean(axis=0))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"steps": np.array([5, 10, 20, 25])}, "not a regular grid"),
+        ({"steps": np.array([5, 10, 15])}, "3 record steps for 4 record points"),
+        ({"margin": np.zeros((2, 3, 10), np.float32)}, "margin has shape"),
+        ({"labels": np.full(10, 3, np.int64)}, r"labels outside 0..2"),
+        ({"el2n": np.full((2, 4, 10), np.nan, np.float32)}, "el2n contains NaN"),
+    ],
+)
+def test_load_dynamics_rejects_bad_compact_files(tmp_path, fake_dynamics, change, message) -> None:
+    arrays = {**_compact_arrays(fake_dynamics(_labels(), runs=2, epochs=4)), **change}
+    path = tmp_path / "dyn.h5"
+    write_h5(path, "scores", arrays, created_by="test", attrs={"num_classes": 3})
+    with pytest.raises(DataFileError, match=message):
+        load_dynamics(path)

@@ -43,7 +43,9 @@ SLURM_TEST_FLAGS = [
     "--slurm-init-seconds-before-status-checks", "1",  # seconds-long jobs: poll fast
     "--slurm-no-account",  # the test cluster has no accounts
 ]  # fmt: skip
-TEST_NODE_MEM_MB = "4000*attempt"  # the profile sizes memory for ImageNet-1K; this node has less
+# a mem_mb pinned in the profile (none by default: the rules size memory from the dataset,
+# ddbench.workflow.resources) is cut to fit this node
+TEST_NODE_MEM_MB = "4000*attempt"
 
 
 def reduced_smoke_config() -> dict:

@@ -22,6 +22,7 @@ EXPENSIVE = {
     "extract_features",
     "compute_scores",
     "evaluate_full_train",
+    "train_experts",
 }
 # per-cell work of one condensed set
 CHEAP = {"condense", "evaluate", "quality"}

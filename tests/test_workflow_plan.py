@@ -26,10 +26,10 @@ def smoke():
 
 
 def test_targets_of_the_smoke_grid(smoke):
-    assert len(smoke.eval_targets()) == 2 * 4 * 3 * 1 * 1  # ipcs x methods x protocols x seeds
+    assert len(smoke.eval_targets()) == 2 * 6 * 3 * 1 * 1  # ipcs x methods x protocols x seeds
     assert smoke.eval_targets()[0] == "results/digits/eval/hl/convnet/random/ipc1/s0.json"
     assert len(smoke.reference_targets()) == 3
-    assert len(smoke.quality_targets()) == 8 and len(smoke.benchmark_targets("digits")) == 8
+    assert len(smoke.quality_targets()) == 12 and len(smoke.benchmark_targets("digits")) == 12
     assert smoke.collected("eval") == ["results/digits/eval/collected.jsonl"]
     assert "results/figures/digits-galleries" in smoke.figure_targets()
     assert smoke.all_targets()[:2] == ["results/tables/accuracy.csv", "results/tables/accuracy.md"]

@@ -118,7 +118,16 @@ def resize_to(images: np.ndarray, size: int, channels: int, source: str) -> np.n
 
 
 def _as_set(
-    images, labels, soft_labels, dataset_path: Path, source: str, normalized=None, resize=True
+    images,
+    labels,
+    soft_labels,
+    dataset_path: Path,
+    source: str,
+    normalized=None,
+    resize=True,
+    *,
+    whitened: bool = False,
+    attrs: dict | None = None,
 ):
     """A checked CondensedSet of the given arrays (tensors or NumPy) for the dataset."""
     from ddbench.data.datasets import load_dataset
@@ -128,24 +137,44 @@ def _as_set(
     pixels = _numpy(images)
     if pixels.ndim == 3 and data.in_chans == 1:
         pixels = pixels[:, None]
-    if pixels.dtype == np.uint8 and normalized is None:
+    if whitened:
+        if normalized is not None:
+            raise DataFileError(
+                f"{source}: a ZCA-whitened set is not normalised afterwards; leave out "
+                "--normalized (or --zca)"
+            )
+        shape_ok = pixels.ndim == 4 and (
+            pixels.shape[2:] == (data.image_size,) * 2
+            or pixels.shape[1:3] == (data.image_size,) * 2
+        )
+        if not shape_ok:
+            raise DataFileError(
+                f"{source}: images of shape {tuple(pixels.shape)} are not "
+                f"{data.image_size}x{data.image_size}; a ZCA-whitened set is not resized "
+                "(whiten images of the dataset's resolution)"
+            )
+    elif pixels.dtype == np.uint8 and normalized is None:
         pixels = pixels.astype(np.float32) / np.float32(255.0)
     if normalized is not None:
         pixels = undo_normalisation(pixels, normalized[0], normalized[1], source)
-    if resize and pixels.ndim == 4:
+    if resize and pixels.ndim == 4 and not whitened:
         pixels = resize_to(pixels, data.image_size, data.in_chans, source)
     arrays = {"images": pixels}
+    if attrs:
+        arrays["attrs"] = dict(attrs)
     if labels is not None:
         arrays["labels"] = _numpy(labels)
     if soft_labels is not None:
         arrays["soft_labels"] = _numpy(soft_labels)
-    if "labels" not in arrays:
-        if "soft_labels" not in arrays:
-            raise DataFileError(f"{source}: give labels or soft_labels")
-        arrays["labels"] = arrays["soft_labels"].argmax(axis=1)
-    counts = np.bincount(np.asarray(arrays["labels"]).astype(np.int64), minlength=data.num_classes)
-    ipc = int(counts.max()) if len(counts) else 0
-    return to_condensed_arrays(Path(source), arrays, data, ipc), data
+    if "labels" not in arrays and "soft_labels" not in arrays:
+        raise DataFileError(f"{source}: give labels or soft_labels")
+    if "labels" in arrays:
+        classes = np.asarray(arrays["labels"]).astype(np.int64)
+        counts = np.bincount(classes, minlength=data.num_classes)
+        ipc = int(counts.max()) if len(counts) else 0
+    else:  # classes from the soft labels (argmax, else MTT/DATM's class blocks)
+        ipc = max(1, len(arrays["soft_labels"]) // data.num_classes)
+    return to_condensed_arrays(Path(source), arrays, data, ipc, whitened=whitened), data
 
 
 def _numpy(x) -> np.ndarray:
@@ -170,6 +199,11 @@ def evaluate(
     device: str | None = None,
     normalized: tuple[list[float], list[float]] | None = None,
     resize: bool = True,
+    zca: bool = False,
+    zca_epsilon: float | None = None,
+    syn_lr: float | None = None,
+    temperature: float | None = None,
+    attrs: dict | None = None,
 ) -> pd.DataFrame:
     """Train and test a student on the set under each protocol and seed; one row per run.
 
@@ -178,7 +212,14 @@ def evaluate(
     class. `protocol` None = every protocol of the config; `student` None = its first student.
     `normalized=(mean, std)` declares images stored as (x − mean) / std per channel: undone
     first. Images of another resolution are resized to the dataset's (bilinear, antialiased)
-    with a notice, unless resize=False. The per-seed JSON records (the workflow's format) go to `out_dir`
+    with a notice, unless resize=False. `zca=True`: the set is already ZCA-whitened (as MTT,
+    DATM and KIP store theirs); the dataset's ZCA whitening is fitted on its train split
+    (kornia's recipe, epsilon `zca_epsilon`, default 0.1) and applied to the test images, and
+    the student's input normalisation is the identity. `syn_lr`: the learning rate learned with
+    the set (read by protocols with `lr: from_set`); `temperature`: the temperature of the
+    stored soft labels (read by `labels: stored`; default 1, logits are turned into
+    probabilities at it); `attrs`: further scalars kept with the set (as read from a file).
+    The per-seed JSON records (the workflow's format) go to `out_dir`
     (default `<workdir>/evaluations/<name>/`). Returns protocol, seed, accuracy, IPC, student,
     budget and the record's path.
     """
@@ -199,16 +240,51 @@ def evaluate(
             f"student {student!r} is not in the config (configured: {', '.join(cfg['students'])})"
         )
     dataset_path = _dataset_file(cfg, dataset, workdir)
-    cset, _ = _as_set(images, labels, soft_labels, dataset_path, name, normalized, resize)
+    set_attrs = dict(attrs or {})
+    if syn_lr is not None:
+        set_attrs["syn_lr"] = float(syn_lr)
+    if temperature is not None:
+        set_attrs["soft_label_temperature"] = float(temperature)
+    for key in ("syn_lr", "soft_label_temperature"):
+        value = set_attrs.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise DataFileError(f"{name}: {key} is {value!r}; it must be a positive number")
+    cset, _ = _as_set(
+        images,
+        labels,
+        soft_labels,
+        dataset_path,
+        name,
+        normalized,
+        resize,
+        whitened=zca,
+        attrs=set_attrs,
+    )
+    from ddbench.training.protocols import resolve_protocol
+
+    resolved_all = {p: resolve_protocol(p, cfg["protocols"][p]) for p in protocols}
+    _check_set_protocols(name, cset, resolved_all, zca)
     out_dir = Path(out_dir) if out_dir is not None else workdir / "evaluations" / name
     set_path = out_dir / f"set-ipc{cset.ipc}.h5"
     cset.method = name
     cset.save(set_path, created_by="ddbench.evaluate", seed=0)
-    rows = []
-    from ddbench.training.protocols import resolve_protocol
+    whitening = None
+    if zca:
+        from ddbench.data.datasets import load_dataset
+        from ddbench.training.evaluate import ZCA_EPSILON, fit_zca
 
+        eps = ZCA_EPSILON if zca_epsilon is None else float(zca_epsilon)
+        data = load_dataset(dataset_path)
+        print(
+            f"fitting ZCA whitening on the {len(data.train_labels)} training images of "
+            f"{dataset} (epsilon {eps:g})",
+            file=sys.stderr,
+        )
+        whitening = fit_zca(data, eps)
+        data.close()
+    rows = []
     for p in protocols:
-        resolved = resolve_protocol(p, cfg["protocols"][p])
+        resolved = resolved_all[p]
         teachers = _teacher_files(cfg, dataset, resolved.teachers, dataset_path, workdir, device)
         for seed in seeds:
             out = out_dir / p / student / f"s{int(seed)}.json"
@@ -223,6 +299,7 @@ def evaluate(
                 out,
                 device=device,
                 threads=cfg["eval_threads"],
+                zca=whitening,
             )
             rows.append(
                 {
@@ -236,6 +313,28 @@ def evaluate(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _check_set_protocols(name: str, cset, protocols: dict, zca: bool) -> None:
+    """Refuse, before any training, protocols the set cannot serve (one line each)."""
+    for p, resolved in protocols.items():
+        if resolved.labels == "stored" and cset.soft_labels is None:
+            raise DataFileError(
+                f"{name}: protocol {p!r} trains on the set's own soft labels (labels: stored), "
+                "but the set has none; pass soft_labels [n, K] (a .pt/.npz entry, "
+                "soft_labels.npy in a folder, DATM's labels_best.pt) or choose another protocol"
+            )
+        if resolved.lr_from_set and "syn_lr" not in cset.extra_attrs:
+            raise DataFileError(
+                f"{name}: protocol {p!r} uses the set's learned learning rate (lr: from_set), "
+                "but the set has no syn_lr; pass --syn-lr (syn_lr= in Python), a .pt entry "
+                "syn_lr or lr_best.pt beside images_best.pt, or choose another protocol"
+            )
+        if zca and resolved.labels in ("soft", "kd"):
+            raise ConfigError(
+                f"protocol {p!r} labels images with teachers trained on unwhitened images; "
+                "a ZCA-whitened set (--zca) takes protocols with labels hard or stored"
+            )
 
 
 def baseline_accuracies(

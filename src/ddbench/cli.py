@@ -49,7 +49,17 @@ def main() -> None:
 @click.argument(
     "what",
     type=click.Choice(
-        ["methods", "protocols", "students", "models", "scorers", "priors", "sources", "inputs"]
+        [
+            "methods",
+            "protocols",
+            "students",
+            "models",
+            "scorers",
+            "priors",
+            "sources",
+            "experts",
+            "inputs",
+        ]
     ),
 )
 @click.option("--config", "config_path", type=click.Path(), help="students: list a config's")
@@ -57,7 +67,7 @@ def main() -> None:
 def list_cmd(what: str, config_path: str | None) -> None:
     """List method kinds, protocol presets, students, model families, scorer / prior / dataset
     source kinds with their parameters, or the kinds of input a method can declare."""
-    if what in ("scorers", "priors", "sources"):
+    if what in ("scorers", "priors", "sources", "experts"):
         _list_registry(what)
     elif what == "inputs":
         from ddbench.workflow.inputs import INPUT_KINDS
@@ -106,9 +116,9 @@ def list_cmd(what: str, config_path: str | None) -> None:
 
 def _list_registry(what: str) -> None:
     """Each registered kind: summary, what its job reads, parameters with their defaults."""
-    from ddbench.registry import PRIORS, SCORERS, SOURCES
+    from ddbench.registry import EXPERTS, PRIORS, SCORERS, SOURCES
 
-    registry = {"scorers": SCORERS, "priors": PRIORS, "sources": SOURCES}[what]
+    registry = {"scorers": SCORERS, "priors": PRIORS, "sources": SOURCES, "experts": EXPERTS}[what]
     for name in registry.names():
         kind = registry.get(name)
         reads = f"  (reads: {', '.join(kind.inputs)})" if kind.inputs else ""
@@ -321,7 +331,9 @@ def _seed_list(ctx, param, value):
     "fmt",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "pt", "npz", "h5", "imagefolder"]),
+    type=click.Choice(["auto", "pt", "npz", "h5", "imagefolder", "mtt"]),
+    help="auto: a folder with images_best.pt or a file images_*.pt is an MTT/DATM pair "
+    "(mtt), another folder is class folders, else the suffix decides",
 )
 @click.option(
     "--workdir",
@@ -345,6 +357,32 @@ def _seed_list(ctx, param, value):
     "0.49,0.48,0.45 0.25,0.24,0.26): undone first",
 )
 @click.option("--no-resize", is_flag=True, help="refuse other resolutions instead of resizing")
+@click.option(
+    "--zca",
+    is_flag=True,
+    help="the set is ZCA-whitened (MTT/DATM/KIP): the dataset's ZCA is fitted on its train "
+    "split and applied to the test images",
+)
+@click.option(
+    "--zca-epsilon",
+    type=float,
+    default=None,
+    help="ZCA regularisation added to the covariance eigenvalues (default 0.1, as kornia)",
+)
+@click.option(
+    "--syn-lr",
+    type=float,
+    default=None,
+    help="the set's learned learning rate (for protocols with lr: from_set); overrides a "
+    "syn_lr stored with the set",
+)
+@click.option(
+    "--temperature",
+    type=float,
+    default=None,
+    help="temperature of the set's stored soft labels (for labels: stored; default: as "
+    "stored with the set, else 1)",
+)
 @_user_errors
 def evaluate_cmd(
     set_path,
@@ -358,11 +396,17 @@ def evaluate_cmd(
     out_dir,
     normalized,
     no_resize,
+    zca,
+    zca_epsilon,
+    syn_lr,
+    temperature,
 ):
     """Evaluate a condensed set made anywhere under the config's protocols, next to `random`.
 
     SET: a .pt (dict with images and labels, or an (images, labels) pair), .npz, a ddbench
-    .h5, or a class-folder tree. Prints a Markdown table of mean ± std per protocol.
+    .h5, an MTT/DATM images_best.pt (+ labels_best.pt, lr_best.pt) or its folder, or a
+    class-folder tree (SRe2L/RDED new000/... too). Prints a Markdown table of mean ± std per
+    protocol.
     """
     from .api import _config, _dataset_file, evaluate, summary_markdown
     from .data.datasets import load_dataset
@@ -391,6 +435,11 @@ def evaluate_cmd(
         name=Path(set_path).stem,
         normalized=normalized,
         resize=not no_resize,
+        zca=zca,
+        zca_epsilon=zca_epsilon,
+        syn_lr=syn_lr,
+        temperature=temperature,
+        attrs=arrays.get("attrs"),
     )
     click.echo(summary_markdown(result, workdir=workdir_path, dataset=dataset))
 

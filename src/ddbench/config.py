@@ -309,9 +309,14 @@ _SECTION_OF_NEED = {"teacher": "teachers", "prior": "priors"}
 
 def _check_kinds(config: dict) -> None:
     """Every dataset source, scorer and prior names a registered kind (plugins included)."""
-    from ddbench.registry import PRIORS, SCORERS, SOURCES
+    from ddbench.registry import EXPERTS, PRIORS, SCORERS, SOURCES
 
-    for section, registry in (("datasets", SOURCES), ("scorers", SCORERS), ("priors", PRIORS)):
+    for section, registry in (
+        ("datasets", SOURCES),
+        ("scorers", SCORERS),
+        ("priors", PRIORS),
+        ("experts", EXPERTS),
+    ):
         for name, spec in config.get(section, {}).items():
             if spec["kind"] not in registry.names():
                 raise ConfigError(
@@ -323,6 +328,13 @@ def _check_kinds(config: dict) -> None:
 def _check_teachers(config: dict) -> None:
     for name, spec in config["teachers"].items():
         _check_model(f"teachers.{name}.model", spec["model"])
+    for name, spec in config.get("experts", {}).items():
+        _check_model(f"experts.{name}.model", spec["model"])
+        if spec.get("zca"):
+            raise ConfigError(
+                f"config error at experts.{name}.zca: ZCA whitening is not implemented; "
+                "set it to false (the trajectories are recorded on unwhitened images)"
+            )
     from ddbench.registry import SCORERS
 
     for name, spec in config["scorers"].items():
@@ -427,7 +439,7 @@ def _check_methods(config: dict) -> None:
                         f"method needs a {kind.scorer_kind!r} scorer"
                     )
             if need == "scores":
-                _check_recorded_epochs(name, params, ref, config["scorers"][ref]["epochs"])
+                _check_recorded_epochs(name, params, ref, config["scorers"][ref])
 
 
 def _check_seed_params(params: dict, where: str) -> None:
@@ -441,23 +453,45 @@ def _check_seed_params(params: dict, where: str) -> None:
                 )
 
 
-def _check_recorded_epochs(name: str, params: dict, scorer: str, epochs: int) -> None:
-    """Parameters that index the epochs a dynamics scorer records (0..epochs-1)."""
+def _check_recorded_epochs(name: str, params: dict, scorer: str, spec: dict) -> None:
+    """Parameters that read a dynamics scorer's record points (ddbench.stages.scores).
+
+    Record point p is taken after p × interval proxy steps (interval = one epoch, or the
+    scorer's `record_every_steps`); a budget of K full-set epochs is point
+    a = floor(K × steps_per_epoch / interval), and CAD reads points a-J-W .. a-2. With one
+    record per epoch this is checked here; with sub-epoch records steps_per_epoch depends on
+    the dataset's size, so only K <= epochs is checked here and the rest when the job runs.
+    """
+    epochs = spec["epochs"]
     if "epoch" in params and params["epoch"] >= epochs:
         raise ConfigError(
             f"config error at methods.{name}.epoch: epoch {params['epoch']} is beyond the "
             f"{epochs} epochs recorded by scorer {scorer!r} (0-based: 0..{epochs - 1}); lower it "
             f"or raise scorers.{scorer}.epochs"
         )
+    if params.get("target") == "teacher" and spec.get("store", "compact") != "full":
+        raise ConfigError(
+            f"config error at methods.{name}.target: EL2N-SL (target: teacher) needs the "
+            f"proxies' full softmax, but scorer {scorer!r} stores compact dynamics; set "
+            f"scorers.{scorer}.store: full"
+        )
     if "window_j" in params:
-        # CAD at budget K reads the 1-based records K-J-W .. K-2 (see scores.cad)
         k = params.get("budget") or epochs
         j, w = params["window_j"], params.get("window_w", 3)
-        first, last = k - j - w, k - 2
+        key = "budget" if params.get("budget") else "window_j"
+        if spec.get("record_every_steps"):
+            if k > epochs:
+                raise ConfigError(
+                    f"config error at methods.{name}.budget: CAD at K={k:g} epochs is beyond "
+                    f"the {epochs} epochs recorded by scorer {scorer!r}; lower budget or raise "
+                    f"scorers.{scorer}.epochs"
+                )
+            return
+        a = math.floor(k + 1e-9)  # one record per epoch: the budget's record point
+        first, last = a - j - w, a - 2
         if first < 1 or last > epochs:
-            key = "budget" if params.get("budget") else "window_j"
             raise ConfigError(
-                f"config error at methods.{name}.{key}: CAD with K={k}, J={j}, W={w} needs "
+                f"config error at methods.{name}.{key}: CAD with K={k:g}, J={j}, W={w} needs "
                 f"recorded epochs {max(first, 1)}..{last}, but scorer {scorer!r} records "
                 f"1..{epochs}; lower budget/window_j/window_w or raise scorers.{scorer}.epochs"
             )

@@ -1,4 +1,5 @@
-"""Registries of the kinds a config can name besides methods: scorers, priors, dataset sources.
+"""Registries of the kinds a config can name besides methods: scorers, priors, dataset sources
+and expert trajectories.
 
 Each kind is one `Kind`: its name, a one-line summary, the parameter keys it reads (their
 JSON schema and defaults come from the config schema, filled once at validation), what its
@@ -6,7 +7,7 @@ job reads besides the dataset, and the functions that do the work, named as
 "module:function" so listing or validating a config imports no torch. Plugins add kinds
 through entry points (`ddbench.scorers`, `ddbench.stages.priors`, `ddbench.data.sources`) whose modules
 call `register_scorer` / `register_prior` / `register_source`. `ddbench list scorers` (and
-`priors`, `sources`) shows each kind with its parameters.
+`priors`, `sources`, `experts`) shows each kind with its parameters.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ PRIORS = Registry(
 SOURCES = Registry(
     "dataset source", "ddbench.data.sources", ("properties", "datasets", "additionalProperties")
 )
+EXPERTS = Registry("experts", "ddbench.experts", ("properties", "experts", "additionalProperties"))
 
 
 def register_scorer(kind: Kind) -> Kind:
@@ -123,6 +125,12 @@ def register_scorer(kind: Kind) -> Kind:
 def register_prior(kind: Kind) -> Kind:
     """Add a prior kind: `functions["build"]` is called as build(data, spec, out_dir, device)."""
     return PRIORS.register(kind)
+
+
+def register_experts(kind: Kind) -> Kind:
+    """Add a kind of expert trajectories: `functions["run"]` is called as
+    run(dataset_path, name, spec, out_dir, device=..., threads=...)."""
+    return EXPERTS.register(kind)
 
 
 def register_source(kind: Kind) -> Kind:
@@ -144,6 +152,8 @@ _TRAINING = (
     "schedule",
     "augment",
     "seed",
+    "record_every_steps",
+    "store",
 )
 _CROPS = ("teacher", "max_images_per_class", "crops_per_image", "scale", "seed")
 register_scorer(
@@ -224,6 +234,27 @@ register_prior(
         _SD_KEYS,
         {"build": "ddbench.stages.diffusion:build_sd_prior"},
         schema_path=("$defs", "sd_prior"),
+    )
+)
+
+register_experts(
+    Kind(
+        "trajectories",
+        "SGD training trajectories of expert networks on the real training split (MTT, DATM)",
+        (
+            "model",
+            "small_stem",
+            "n_experts",
+            "epochs",
+            "batch_size",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "dsa",
+            "zca",
+            "seed",
+        ),
+        {"run": "ddbench.stages.experts:train_experts"},
     )
 )
 

@@ -4,7 +4,9 @@ A claim (config/claims.yaml) compares two sides, A and B, in every cell it range
 (dataset × protocol × student × IPC, filtered by `where`). A side reads one number per cell and
 seed:
 
-- `method: NAME` — that method's metric;
+- `method: NAME` — that method's metric; `method: [NAME, …]` — whichever one of these
+  variants the cell evaluates (e.g. CAD-Prune built for each budget and evaluated only under
+  the protocols of its budget; a cell holding two of them is an error);
 - `method: "@best_coreset"` — the coreset method (kinds random, herding, kcenter, el2n,
   forgetting, cad_prune) with the best mean in the cell, per seed; `"@best_distilled"` /
   `"@worst_distilled"` — the distilled (non-coreset) method with the best / worst mean;
@@ -197,6 +199,14 @@ def _check_side(side: Any, where: str) -> None:
     extra = set(side) - {"method", "spread", "value", "preset", *CELL_KEYS}
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}")
+    method = side.get("method")
+    if isinstance(method, list) and (
+        not method or not all(isinstance(m, str) and not m.startswith("@") for m in method)
+    ):
+        raise ConfigError(
+            f"{where}.method: a list names method variants (e.g. one per budget), "
+            f"without @selectors; got {method!r}"
+        )
 
 
 # ------------------------------------------------------------------ judging
@@ -221,6 +231,16 @@ def _side_values(
     by = rows.pivot_table(index="seed", columns="method", values="value", aggfunc="mean")
     if "method" in side:
         name = side["method"]
+        if isinstance(name, list):  # variants of one method: the one this cell evaluates
+            present = [m for m in name if m in by]
+            if len(present) > 1:
+                raise ConfigError(
+                    f"claim side {name}: cell {target} holds several of these variants "
+                    f"({present}); exclude all but one per cell"
+                )
+            if not present:
+                return {}
+            name = present[0]
         if name.startswith("@"):
             coreset = name == "@best_coreset"
             pool = [m for m in by.columns if (kinds.get(m) in CORESET_KINDS) == coreset]

@@ -28,6 +28,7 @@ PRDC_METRICS = ["precision", "recall", "density", "coverage", "mmd2"]
 TSNE_MAX_REAL = 1000  # real points in each t-SNE fit
 TSNE_MAX_CONDENSED = 1000  # condensed points in each t-SNE fit, shared by the sets of one IPC
 GALLERY_MAX_PER_CLASS = 10
+FIGURE_MAX_CLASSES = 10  # classes in a gallery or t-SNE (config `figures.max_classes`)
 DPI = 110
 
 matplotlib.rcParams["svg.hashsalt"] = "ddbench"  # stable SVG ids: same data, same file
@@ -102,6 +103,34 @@ def _unreadable_figure(title: str, reason: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5, 3))
     _mark_unreadable(ax, title, reason)
     return fig
+
+
+def shown_classes(num_classes: int, max_classes: int | None = FIGURE_MAX_CLASSES) -> np.ndarray:
+    """The classes a per-class figure shows: all of them up to `max_classes`, else ⌊i·K/m⌋ for i < m.
+
+    With K classes and m = `max_classes` < K the shown classes are evenly spaced indices
+    ⌊i·K/m⌋, i = 0 … m−1 (K = 1000, m = 10: 0, 100, …, 900). They depend on K and m alone, so
+    every method, IPC and seed shows the same classes. `None` shows every class.
+    """
+    if max_classes is not None and max_classes < 1:
+        raise ValueError(f"max_classes must be at least 1, got {max_classes}")
+    if max_classes is None or num_classes <= max_classes:
+        return np.arange(num_classes)
+    return (np.arange(max_classes) * num_classes) // max_classes
+
+
+def class_rule_text(num_classes: int, shown: Sequence[int]) -> str:
+    """How the shown classes were chosen, for titles and captions ('' when all are shown)."""
+    m = len(shown)
+    if m >= num_classes:
+        return ""
+    listed = [str(int(c)) for c in shown]
+    if m > 5:
+        listed = [*listed[:3], "…", listed[-1]]
+    return (
+        f"{m} of {num_classes} classes, evenly spaced: index ⌊i·{num_classes}/{m}⌋, "
+        f"i = 0…{m - 1} ({', '.join(listed)})"
+    )
 
 
 def _warn(message: str) -> None:
@@ -317,7 +346,7 @@ def plot_prdc(quality: pd.DataFrame, dataset: str, svg=None, png=None) -> None:
 def _class_balanced_subsample(
     labels: np.ndarray, limit: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """At most `limit` indices, as evenly spread over classes as possible (sorted)."""
+    """At most max(`limit`, number of classes) indices, evenly spread over classes (sorted)."""
     if len(labels) <= limit:
         return np.arange(len(labels))
     classes = np.unique(labels)
@@ -405,13 +434,30 @@ def plot_tsne(
     n_jobs: int | None = None,
     max_real: int = TSNE_MAX_REAL,
     unreadable: dict[tuple[str, int], str] | None = None,
+    max_classes: int | None = FIGURE_MAX_CLASSES,
 ) -> list[Path]:
     """t-SNE per IPC (real subsample + every method's set of that IPC): one panel file per set and an overview grid.
 
     `unreadable` maps (method, IPC) of sets that could not be read to the reason: each gets a
     marked empty panel (file and overview cell) and takes no part in the t-SNE fits.
+    With more than `max_classes` classes only the classes of `shown_classes` (evenly spaced
+    indices ⌊i·K/m⌋) are embedded and drawn, coloured by their rank among them, and the titles
+    state the rule; with at most `max_classes` classes every point is used as before.
     """
     unreadable = dict(unreadable or {})
+    shown = shown_classes(num_classes, max_classes)
+    rule = class_rule_text(num_classes, shown)
+    if rule:  # keep the shown classes only, relabelled 0..m-1 (their colour order)
+        rank = np.full(num_classes, -1, dtype=np.int64)
+        rank[shown] = np.arange(len(shown))
+
+        def shown_only(feats: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            keep = rank[labels] >= 0
+            return feats[keep], rank[labels[keep]]
+
+        real_feats, real_labels = shown_only(real_feats, real_labels)
+        sets = {key: shown_only(*pair) for key, pair in sets.items()}
+        num_classes = len(shown)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = set(sets) | set(unreadable)
@@ -451,7 +497,7 @@ def plot_tsne(
                     xy,
                     lab,
                     num_classes,
-                    f"{dataset} · {method} · IPC {ipc} (t-SNE)",
+                    f"{dataset} · {method} · IPC {ipc} (t-SNE)" + (f"\n{rule}" if rule else ""),
                 )
             else:
                 ax.axis("off")
@@ -459,7 +505,8 @@ def plot_tsne(
             save_figure(single, f"{stem}.svg", f"{stem}.png")
             written += [Path(f"{stem}.svg"), Path(f"{stem}.png")]
     fig.suptitle(
-        f"{dataset}: condensed sets (large, black edge) over real training data (t-SNE)",
+        f"{dataset}: condensed sets (large, black edge) over real training data (t-SNE)"
+        + (f"\n{rule}" if rule else ""),
         fontsize=10,
     )
     fig.tight_layout()
@@ -491,6 +538,42 @@ def _read_set_features(
     return feats, labels
 
 
+def _read_real_features(
+    path: str | os.PathLike, max_classes: int | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(features, labels, K) of the real split: every row, or with more than `max_classes`
+    classes only the rows of the shown classes, read in blocks (not the whole [N, D] matrix)."""
+    from ddbench.data.h5io import open_h5, read_array
+    from ddbench.errors import DataFileError
+
+    with open_h5(path, "features") as f:
+        labels = read_array(f, "labels", ndim=1, dtype=np.integer).astype(np.int64)
+        if "features" not in f:
+            raise DataFileError(f"{path}: missing dataset 'features'")
+        ds = f["features"]
+        if ds.ndim != 2 or not np.issubdtype(ds.dtype, np.floating):
+            raise DataFileError(
+                f"{path}: 'features' has shape {ds.shape} and dtype {ds.dtype}, expected 2-D float"
+            )
+        if not len(labels) or ds.shape[0] != len(labels):
+            raise DataFileError(f"{path}: {ds.shape[0]} feature rows and {len(labels)} labels")
+        num_classes = int(labels.max()) + 1
+        shown = shown_classes(num_classes, max_classes)
+        if len(shown) == num_classes:
+            feats = read_array(f, "features", ndim=2, dtype=np.floating)
+            return feats.astype(np.float32), labels, num_classes
+        keep = np.isin(labels, shown)
+        step = max(1, (64 << 20) // max(1, ds.shape[1] * ds.dtype.itemsize))
+        blocks = [np.zeros((0, ds.shape[1]), dtype=np.float32)]
+        try:
+            for start in range(0, len(labels), step):
+                if keep[start : start + step].any():
+                    blocks.append(ds[start : start + step][keep[start : start + step]])
+        except OSError as exc:
+            raise DataFileError(f"{path}: cannot read 'features' (corrupt?): {exc}") from None
+    return np.concatenate(blocks).astype(np.float32), labels[keep], num_classes
+
+
 def write_tsne(
     features_path: str | os.PathLike,
     condensed_paths: Sequence[str | os.PathLike],
@@ -502,24 +585,16 @@ def write_tsne(
     *,
     n_jobs: int | None = None,
     max_real: int = TSNE_MAX_REAL,
+    max_classes: int | None = FIGURE_MAX_CLASSES,
 ) -> dict:
     """The t-SNE figures of one dataset from the quality feature files (the figure_tsne job).
 
     `condensed_paths[i]` is the feature file of set `sets[i]` = (method, IPC). A set file that
     cannot be read or does not match the real features gets a marked panel and a WARNING line,
     and the other panels are drawn as usual; an unreadable real-feature file stops the job.
+    At most `max_classes` classes are drawn (`shown_classes`: evenly spaced indices ⌊i·K/m⌋).
     """
-    from ddbench.data.h5io import open_h5, read_array
-    from ddbench.errors import DataFileError
-
-    with open_h5(features_path, "features") as f:
-        real = read_array(f, "features", ndim=2, dtype=np.floating).astype(np.float32)
-        real_labels = read_array(f, "labels", ndim=1, dtype=np.integer).astype(np.int64)
-    if not len(real) or len(real) != len(real_labels):
-        raise DataFileError(
-            f"{features_path}: {len(real)} feature rows and {len(real_labels)} labels"
-        )
-    num_classes = int(real_labels.max()) + 1
+    real, real_labels, num_classes = _read_real_features(features_path, max_classes)
     loaded, unreadable = {}, {}
     for path, (method, ipc) in zip(condensed_paths, sets, strict=True):
         key = (str(method), int(ipc))
@@ -540,7 +615,11 @@ def write_tsne(
         n_jobs=n_jobs,
         max_real=max_real,
         unreadable=unreadable,
+        max_classes=max_classes,
     )
+    shown = shown_classes(num_classes, max_classes)
+    rule = class_rule_text(num_classes, shown) or f"all {num_classes} classes"
+    print(f"t-SNE of {dataset}: {rule}", file=sys.stderr)
     return {"sets": len(loaded), "unreadable": len(unreadable)}
 
 
@@ -568,8 +647,23 @@ def plot_gallery(
     svg=None,
     png=None,
     per_class: int = GALLERY_MAX_PER_CLASS,
-) -> None:
-    """A condensed set as an image grid: one row per class (first `per_class` images)."""
+    max_classes: int | None = FIGURE_MAX_CLASSES,
+) -> np.ndarray:
+    """A condensed set as an image grid: one row per shown class (first `per_class` images).
+
+    With more than `max_classes` classes the rows are the classes of `shown_classes` (evenly
+    spaced indices ⌊i·K/m⌋, the same for every set), labelled `index name`, and the title
+    states the rule; otherwise every class in order. Returns the shown class indices.
+    """
+    shown = shown_classes(len(class_names), max_classes)
+    rule = class_rule_text(len(class_names), shown)
+    if rule:
+        rank = np.full(len(class_names), -1, dtype=np.int64)
+        rank[shown] = np.arange(len(shown))
+        keep = rank[labels] >= 0
+        images, labels = images[keep], rank[labels[keep]]
+        class_names = [f"{int(c)} {class_names[int(c)]}" for c in shown]
+        title = f"{title}\n{rule}"
     k = len(class_names)
     mosaic = image_mosaic(images, labels, k, per_class)
     h, w = mosaic.shape[:2]
@@ -589,6 +683,7 @@ def plot_gallery(
         spine.set_visible(False)
     ax.set_title(title, fontsize=8)
     save_figure(fig, svg, png)
+    return shown
 
 
 def write_galleries(
@@ -598,8 +693,12 @@ def write_galleries(
     dataset: str,
     folder: str | os.PathLike,
     per_class: int = GALLERY_MAX_PER_CLASS,
+    max_classes: int | None = FIGURE_MAX_CLASSES,
 ) -> dict:
     """One gallery per condensed set: `folder/{method}_ipc{ipc}_s{seed}.{svg,png}` (the figure_galleries job).
+
+    Each shows at most `max_classes` class rows: every class up to that, else the evenly spaced
+    classes ⌊i·K/m⌋ of `shown_classes` (the same rows in every gallery of the dataset).
 
     `condensed_paths[i]` is the set `cells[i]` = (method, IPC, seed). A set that cannot be
     read or fails validation against the dataset gets a marked empty panel under its own name
@@ -638,8 +737,15 @@ def write_galleries(
             f"{stem}.svg",
             f"{stem}.png",
             per_class=per_class,
+            max_classes=max_classes,
         )
-    return {"panels": len(cells), "unreadable": unreadable}
+    rows = shown_classes(data.num_classes, max_classes)
+    return {
+        "panels": len(cells),
+        "unreadable": unreadable,
+        "classes": [int(c) for c in rows],
+        "class_rule": class_rule_text(data.num_classes, rows) or f"all {data.num_classes} classes",
+    }
 
 
 # ------------------------------------------------------------------ studies

@@ -207,11 +207,14 @@ class QualityInputs:
 
     real_features: np.ndarray  # [N, D] float, the whole training split
     real_labels: np.ndarray  # [N] int64
-    real_pixels: np.ndarray  # [N, ...] uint8 or float in [0,1]
+    real_pixels: np.ndarray  # [N, C, H, W] (or NHWC, see below) uint8 or float in [0,1]
     fake_features: np.ndarray  # [M, D]
     fake_labels: np.ndarray  # [M]
     fake_pixels: np.ndarray  # [M, ...] float in [0,1]
     num_classes: int
+    # real_pixels in the prepared dataset's NHWC layout (an array or a streamed H5Images):
+    # each class's rows are read and put in CHW order, as the set's pixels, one class at a time
+    real_pixels_nhwc: bool = False
 
 
 def real_subsample(labels: np.ndarray, c: int, max_per_class: int | None) -> np.ndarray:
@@ -220,11 +223,24 @@ def real_subsample(labels: np.ndarray, c: int, max_per_class: int | None) -> np.
     The subsample depends only on the labels and the cap (seed 0), so every method, IPC and
     seed is compared against the same real reference set.
     """
-    idx = np.flatnonzero(labels == c)
+    return _capped(np.flatnonzero(labels == c), max_per_class)
+
+
+def _capped(idx: np.ndarray, max_per_class: int | None) -> np.ndarray:
+    """`idx` (one class's ascending indices) or its fixed seeded subsample of `max_per_class`."""
     if max_per_class is None or len(idx) <= max_per_class:
         return idx
     rng = np.random.default_rng(0)
     return np.sort(rng.choice(idx, size=max_per_class, replace=False))
+
+
+def class_groups(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
+    """Ascending indices of each class 0..K−1 in one stable sort: O(N log N), not O(K·N)."""
+    labels = np.asarray(labels)
+    inside = (labels >= 0) & (labels < num_classes)
+    order = np.flatnonzero(inside)[np.argsort(labels[inside], kind="stable")]
+    counts = np.bincount(labels[inside], minlength=num_classes)
+    return np.split(order, np.cumsum(counts)[:-1])
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:
@@ -232,15 +248,22 @@ def _mean_or_none(values: list[float | None]) -> float | None:
 
 
 def quality_metrics(inp: QualityInputs, k: int = 5, max_real_per_class: int | None = 1000) -> dict:
-    """Per-class and class-averaged PRDC, MMD² and nearest-real-neighbour distances."""
+    """Per-class and class-averaged PRDC, MMD² and nearest-real-neighbour distances.
+
+    The work holds one class at a time (its real subsample and condensed images; no matrix
+    spans classes), so its working memory does not grow with the number of classes.
+    `per_class` has one row per class with both real and condensed images: the JSON keeps it,
+    the tables and figures show only the class means.
+    """
     per_class = []
     undefined: dict[str, str] = {}
+    fake_groups = class_groups(inp.fake_labels, inp.num_classes)
+    real_groups = class_groups(inp.real_labels, inp.num_classes)
     for c in range(inp.num_classes):
-        fake_idx = np.flatnonzero(inp.fake_labels == c)
-        all_real = np.flatnonzero(inp.real_labels == c)
+        fake_idx, all_real = fake_groups[c], real_groups[c]
         if len(fake_idx) == 0 or len(all_real) == 0:
             continue
-        real_idx = real_subsample(inp.real_labels, c, max_real_per_class)
+        real_idx = _capped(all_real, max_real_per_class)
         xr, yf = inp.real_features[real_idx], inp.fake_features[fake_idx]
         values, reasons = prdc(xr, yf, k)
         for key, why in reasons.items():
@@ -255,7 +278,10 @@ def quality_metrics(inp: QualityInputs, k: int = 5, max_real_per_class: int | No
                 f"the unbiased MMD² needs at least 2 condensed images per class, got {len(yf)}",
             )
         nn_feat = nearest_distances(yf, inp.real_features[all_real])
-        nn_px = nearest_distances(inp.fake_pixels[fake_idx], inp.real_pixels[all_real])
+        real_px = inp.real_pixels[all_real]
+        if inp.real_pixels_nhwc:
+            real_px = real_px.transpose(0, 3, 1, 2)
+        nn_px = nearest_distances(inp.fake_pixels[fake_idx], real_px)
         per_class.append(
             {
                 "class": c,
@@ -335,7 +361,8 @@ def compute_quality(
         QualityInputs(
             real_features=real_feats,
             real_labels=data.train_labels,
-            real_pixels=data.train_images.transpose(0, 3, 1, 2),  # CHW order, as the set
+            real_pixels=data.train_images,  # read one class at a time (streamed when large)
+            real_pixels_nhwc=True,
             fake_features=fake_feats,
             fake_labels=cset.labels,
             fake_pixels=cset.images,

@@ -22,6 +22,7 @@ FORMATS = {
     "features": "ddbench.stages.features/1",
     "clusters": "ddbench.clusters/1",
     "pool": "ddbench.pool/1",
+    "expert": "ddbench.expert/1",
 }
 
 

@@ -681,37 +681,81 @@ def _decode_image(path: Path, data: bytes, size: int, mode: str) -> np.ndarray:
     return array.reshape(size, size, -1)
 
 
+@dataclass
+class ImageFolderPlan:
+    """What an image-folder source decodes: the chosen files and labels of each split, in order."""
+
+    root: Path
+    classes: list[str]
+    size: int
+    mode: str  # PIL mode: "L" (grey) or "RGB"
+    files: dict[str, list[Path]]  # split -> files in dataset order (classes, then file names)
+    labels: dict[str, np.ndarray]  # split -> int64 labels aligned with files
+
+    @property
+    def channels(self) -> int:
+        """1 (grey) or 3 (RGB)."""
+        return 1 if self.mode == "L" else 3
+
+    @property
+    def source(self) -> str:
+        """The `source` attribute of the prepared dataset."""
+        return (
+            f"imagefolder {self.root} ({len(self.classes)} classes, "
+            f"{self.size}x{self.size} {self.mode})"
+        )
+
+
+def plan_imagefolder(spec: dict) -> ImageFolderPlan:
+    """List and check an image-folder source (options, layout, caps) without decoding an image."""
+    size = _image_size_option(spec)
+    mode = "L" if _channels_option(spec) == 1 else "RGB"
+    root, _, names, per_class = _imagefolder_layout(spec)
+    files, labels = {}, {}
+    for split in ("train", "test"):
+        cap = _cap_option(spec, f"max_{split}_per_class")
+        chosen = [
+            (path, label) for label, paths in enumerate(per_class[split]) for path in paths[:cap]
+        ]
+        files[split] = [path for path, _ in chosen]
+        labels[split] = np.fromiter(
+            (label for _, label in chosen), dtype=np.int64, count=len(chosen)
+        )
+    return ImageFolderPlan(root, names, size, mode, files, labels)
+
+
+def read_image(path: Path, size: int, mode: str) -> tuple[np.ndarray, str]:
+    """(decoded uint8 HWC image, SHA-256 of the file's bytes) of one image-folder file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"imagefolder: cannot read image {path} ({exc})") from exc
+    return _decode_image(path, data, size, mode), _sha256_bytes(data)
+
+
 def _load_imagefolder(spec: dict) -> RawData:
     from tqdm import tqdm
 
-    size = _image_size_option(spec)
-    channels = _channels_option(spec)
-    mode = "L" if channels == 1 else "RGB"
-    root, _, names, files = _imagefolder_layout(spec)
+    plan = plan_imagefolder(spec)
     hashes: dict[str, str] = {}
     arrays = {}
     for split in ("train", "test"):
-        cap = _cap_option(spec, f"max_{split}_per_class")
-        chosen = [(path, label) for label, paths in enumerate(files[split]) for path in paths[:cap]]
-        images = np.empty((len(chosen), size, size, channels), dtype=np.uint8)
-        labels = np.fromiter((label for _, label in chosen), dtype=np.int64, count=len(chosen))
-        for i, (path, _) in enumerate(
-            tqdm(chosen, desc=f"{root.name} {split}", unit="img", file=sys.stderr, leave=False)
+        files = plan.files[split]
+        images = np.empty((len(files), plan.size, plan.size, plan.channels), dtype=np.uint8)
+        for i, path in enumerate(
+            tqdm(files, desc=f"{plan.root.name} {split}", unit="img", file=sys.stderr, leave=False)
         ):
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise SourceError(f"imagefolder: cannot read image {path} ({exc})") from exc
-            hashes[path.relative_to(root).as_posix()] = _sha256_bytes(data)
-            images[i] = _decode_image(path, data, size, mode)
-        arrays[split] = (images, labels)
+            images[i], hashes[path.relative_to(plan.root).as_posix()] = read_image(
+                path, plan.size, plan.mode
+            )
+        arrays[split] = (images, plan.labels[split])
     return RawData(
         train_images=arrays["train"][0],
         train_labels=arrays["train"][1],
         test_images=arrays["test"][0],
         test_labels=arrays["test"][1],
-        classes=names,
-        source=f"imagefolder {root} ({len(names)} classes, {size}x{size} {mode})",
+        classes=plan.classes,
+        source=plan.source,
         source_sha256=_manifest_sha256(hashes),
     )
 

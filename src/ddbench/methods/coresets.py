@@ -6,7 +6,13 @@ import numpy as np
 
 from ddbench.methods.base import CondensedSet, Context, Method, register_method, select_indices
 from ddbench.methods.selection import herding_order, kcenter_order, rank_by_score
-from ddbench.stages.scores import cad, el2n, el2n_soft, forgetting
+from ddbench.stages.scores import (
+    as_dynamics,
+    cad_at_budget,
+    el2n_score,
+    el2n_soft_score,
+    forgetting_score,
+)
 
 _FEATURES = {"type": "string", "description": "teacher whose penultimate features are used"}
 _SCORER = {"type": "string", "description": "dynamics scorer (config `scorers`)"}
@@ -56,6 +62,12 @@ class KCenter(Method):
 
 
 _KEEP = {"type": "string", "enum": ["easy", "hard", "band"]}
+CAD_BUDGET = {
+    "type": ["number", "null"],
+    "exclusiveMinimum": 0,
+    "default": None,
+    "description": "K: downstream budget in full-set epochs, may be fractional (null = recorded epochs)",
+}
 _BAND = {
     "type": "array",
     "items": {"type": "number", "minimum": 0, "maximum": 1},
@@ -116,17 +128,25 @@ class EL2N(_ScoreRanking):
 
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
         epoch = int(self.params["epoch"])
+        dyn = as_dynamics(ctx.scores)
         if self.params.get("target") == "teacher":
             from ddbench.stages.features import load_features
+
+            if dyn.probs is None:
+                raise ValueError(
+                    f"EL2N-SL (target: teacher) needs the proxies' full softmax, but scorer "
+                    f"{self.params['scorer']!r} stored compact dynamics; set "
+                    f"scorers.{self.params['scorer']}.store: full and rerun it"
+                )
 
             logits = load_features(
                 ctx.extras["features_path"], len(ctx.data.train_labels), "logits"
             )
             z = logits - logits.max(axis=1, keepdims=True)
             soft = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-            s = el2n_soft(ctx.scores["probs"], soft.astype(np.float32), epoch)
+            s = el2n_soft_score(dyn, soft.astype(np.float32), epoch)
         else:
-            s = el2n(ctx.scores["probs"], ctx.scores["labels"], epoch)
+            s = el2n_score(dyn, epoch)
         return _rank_select(ctx, s, ipc, seed, self)
 
 
@@ -143,18 +163,19 @@ class Forgetting(_ScoreRanking):
     }
 
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
-        s = forgetting(ctx.scores["probs"], ctx.scores["labels"])
+        s = forgetting_score(as_dynamics(ctx.scores))
         return _rank_select(ctx, s, ipc, seed, self, default_keep="hard")
 
 
 @register_method("cad_prune")
 class CADPrune(_ScoreRanking):
-    """CAD-Prune: rank by compute-aware difficulty at the downstream budget K (in epochs).
+    """CAD-Prune: rank by compute-aware difficulty at the downstream budget K (full-set epochs).
 
-    Defaults: J = 3 epochs for the spread of p(y|x) (short enough to localise learning in
-    time), W = 3 windows averaged (smooths epoch-to-epoch noise), K = the number of recorded
-    proxy epochs (the proxy budget stands in for the downstream one unless `budget` is set),
-    keep `hard` = the samples still being learned at that budget.
+    Defaults: J = 3 record points for the spread of p(y|x) (short enough to localise learning
+    in time), W = 3 windows averaged (smooths point-to-point noise), K = the recorded proxy
+    epochs (the proxy budget stands in for the downstream one unless `budget` is set), keep
+    `hard` = the samples still being learned at that budget. K may be fractional; it maps to
+    the last record point at or before K epochs (ddbench.stages.scores.cad_score).
     """
 
     requires = frozenset({"scores"})
@@ -162,12 +183,7 @@ class CADPrune(_ScoreRanking):
         "type": "object",
         "properties": {
             "scorer": _SCORER,
-            "budget": {
-                "type": ["integer", "null"],
-                "minimum": 1,
-                "default": None,
-                "description": "K: downstream budget in epochs (null = recorded epochs)",
-            },
+            "budget": CAD_BUDGET,
             "window_j": {"type": "integer", "minimum": 2, "default": 3},
             "window_w": {"type": "integer", "minimum": 1, "default": 3},
             "keep": {**_KEEP, "default": "hard"},
@@ -178,15 +194,7 @@ class CADPrune(_ScoreRanking):
     }
 
     def condense(self, ctx: Context, ipc: int, seed: int) -> CondensedSet:
-        probs = ctx.scores["probs"]
-        budget = self.params.get("budget") or probs.shape[1]
-        s = cad(
-            probs,
-            ctx.scores["labels"],
-            int(budget),
-            int(self.params.get("window_j", 3)),
-            int(self.params.get("window_w", 3)),
-        )
+        s = cad_at_budget(as_dynamics(ctx.scores), self.params)
         return _rank_select(ctx, s, ipc, seed, self, default_keep="hard")
 
 

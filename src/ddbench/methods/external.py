@@ -14,7 +14,21 @@ One file or folder per IPC, named by a pattern such as ``sets/mine/ipc{ipc}.npz`
   Images are taken in the order of ``labels.csv`` (columns ``file``, ``label``) when the folder
   has one, else class by class in file-name order; ``soft_labels.npy`` rows follow that order.
   An image over ``sources.MAX_IMAGE_PIXELS`` pixels is refused before it is decoded.
+  Sub-folders ``new000``, ``new001``, ... (SRe2L / RDED output) are class indices; any other
+  naming is mapped by ``class_map.json`` in the folder (``{sub-folder: class index or name}``).
 * ``h5``: a ddbench condensed set (``ddbench.condensed/1``).
+* ``mtt``: an MTT / DATM run: ``images_best.pt`` (a tensor ``[n,C,H,W]``) with
+  ``labels_best.pt`` beside it (hard labels ``[n]``, or DATM's soft labels ``[n,K]``) and,
+  when present, ``lr_best.pt`` (the learned ``syn_lr``); given as the folder or the images file
+  (``images_<tag>.pt`` pairs with ``labels_<tag>.pt`` and ``lr_<tag>.pt``).
+
+Scalar entries of a ``.pt`` dict or ``.npz`` beyond the arrays (``syn_lr``, ``temperature``,
+``iteration``, ...) are kept as attributes of the condensed set (``temperature`` as
+``soft_label_temperature``; a name the file format uses itself gets a ``set_`` prefix); an
+unknown *array* entry is refused rather than dropped. Soft labels that are not probability
+rows are read as logits and stored as ``softmax(logits / T)`` (T: the set's temperature,
+default 1; ``soft_labels_from`` records which). Without hard labels, the classes are the soft
+labels' argmax when that is class-balanced, else the class blocks MTT/DATM store.
 
 Everything is checked against the dataset (class count and names, exact IPC per class,
 resolution, channels, value range, NaN) and every problem raises a ``DataFileError`` naming
@@ -37,11 +51,23 @@ from ddbench.data.datasets import ImageData
 from ddbench.data.h5io import DataFileError, file_sha256
 from ddbench.methods.base import CondensedSet, Context, Method, register_method
 
-FORMATS = ("auto", "imagefolder", "npz", "pt", "h5")
+FORMATS = ("auto", "imagefolder", "npz", "pt", "h5", "mtt")
 SUFFIX_FORMATS = {".npz": "npz", ".pt": "pt", ".pth": "pt", ".h5": "h5", ".hdf5": "h5"}
 ARRAY_KEYS = ("images", "labels", "soft_labels", "classes")
 FOLDER_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-FOLDER_SIDE_FILES = ("labels.csv", "soft_labels.npy", "meta.json")
+FOLDER_SIDE_FILES = ("labels.csv", "soft_labels.npy", "meta.json", "class_map.json")
+# Scalar entries of a set file kept as attributes of the condensed set under these names.
+SET_ATTRS = {"syn_lr": "syn_lr", "temperature": "soft_label_temperature",
+             "soft_label_temperature": "soft_label_temperature"}  # fmt: skip
+# Attribute names a condensed-set file uses itself: another scalar entry of that name is
+# kept as `set_<name>`.
+RESERVED_ATTRS = frozenset(
+    {"format", "ddbench_version", "created_by", "config_sha256", "params", "seed", "method",
+     "kind", "ipc", "dataset", "content_sha256", "source_path", "source_sha256", "source_format",
+     "soft_labels_from"}
+)  # fmt: skip
+# MTT / DATM output: images_best.pt with labels_best.pt (and DATM's lr_best.pt) beside it.
+MTT_IMAGES = re.compile(r"images(_.*)?\.pt")
 PATTERN_FIELDS = ("ipc", "seed")
 
 
@@ -108,7 +134,9 @@ def detect_format(path: str | os.PathLike, fmt: str = "auto") -> str:
         return fmt
     path = Path(path)
     if path.is_dir():
-        return "imagefolder"
+        return "mtt" if (path / "images_best.pt").is_file() else "imagefolder"
+    if MTT_IMAGES.fullmatch(path.name) and _mtt_sibling(path, "labels").is_file():
+        return "mtt"
     found = SUFFIX_FORMATS.get(path.suffix.lower())
     if found is None:
         raise DataFileError(
@@ -148,11 +176,13 @@ def load_external(
     cset = _to_condensed(path, arrays, data, int(ipc))
     cset.method = method
     cset.params = dict(params) if params is not None else {"path": str(path), "format": fmt}
-    cset.extra_attrs = {
-        "source_path": str(path),
-        "source_sha256": source_sha256(path),
-        "source_format": fmt,
-    }
+    cset.extra_attrs.update(
+        {
+            "source_path": str(path),
+            "source_sha256": source_sha256(path),
+            "source_format": fmt,
+        }
+    )
     return cset
 
 
@@ -160,11 +190,16 @@ def load_external(
 
 
 def read_set_arrays(path: str | os.PathLike, data: ImageData, fmt: str = "auto") -> dict[str, Any]:
-    """The arrays of a set file or folder (images, labels, and soft_labels / classes if given)."""
+    """The arrays of a set file or folder (images, labels, and soft_labels / classes if given).
+
+    Scalar entries such as ``syn_lr`` come back in ``attrs`` (name -> value).
+    """
     path = Path(path)
     if not path.exists():
         raise DataFileError(f"{path}: external set does not exist")
     fmt = detect_format(path, fmt)
+    if fmt == "mtt":
+        return _read_mtt(path)
     if fmt == "imagefolder":
         if not path.is_dir():
             raise DataFileError(f"{path}: format imagefolder needs a folder")
@@ -179,11 +214,16 @@ def read_set_arrays(path: str | os.PathLike, data: ImageData, fmt: str = "auto")
 
 
 def to_condensed_arrays(
-    source: str | os.PathLike, arrays: dict[str, Any], data: ImageData, ipc: int
+    source: str | os.PathLike,
+    arrays: dict[str, Any],
+    data: ImageData,
+    ipc: int,
+    *,
+    whitened: bool = False,
 ) -> CondensedSet:
-    """Check and convert in-memory arrays (images, labels, optional soft_labels) for `data`;
-    errors name `source`."""
-    return _to_condensed(Path(source), arrays, data, int(ipc))
+    """Check and convert in-memory arrays (images, labels, optional soft_labels and attrs) for
+    `data`; errors name `source`. `whitened`: ZCA-whitened float pixels, not [0, 1]."""
+    return _to_condensed(Path(source), arrays, data, int(ipc), whitened=whitened)
 
 
 # An .npz is a zip archive: its members are decompressed into memory when read. A set of
@@ -214,8 +254,7 @@ def _read_npz(path: Path) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.files)
-            _check_keys(path, keys)
-            return {k: z[k] for k in keys}
+            return _split_attrs(path, {k: z[k] for k in keys})
     except DataFileError:
         raise
     except ValueError as exc:  # object arrays need pickle
@@ -241,25 +280,143 @@ def _read_pt(path: Path) -> dict[str, Any]:
     if isinstance(obj, (tuple, list)) and len(obj) in (2, 3):
         # an (images, labels) or (images, labels, soft_labels) pair, as many repos save them
         obj = dict(zip(("images", "labels", "soft_labels"), obj, strict=False))
+        if obj.get("soft_labels") is None and _is_soft(obj.get("labels")):
+            obj["soft_labels"] = obj.pop("labels")  # DATM-style learned label logits
+        obj = {k: v for k, v in obj.items() if v is not None}
+    if isinstance(obj, torch.Tensor):
+        partner = _mtt_sibling(path, "labels") if MTT_IMAGES.fullmatch(path.name) else None
+        raise DataFileError(
+            f"{path}: holds one tensor; "
+            + (
+                f"as an MTT/DATM images file it needs {partner.name} beside it"
+                if partner is not None
+                else "save a dict with images and labels, an (images, labels) pair, or an "
+                "MTT/DATM images_best.pt with labels_best.pt beside it"
+            )
+        )
     if not isinstance(obj, dict):
         raise DataFileError(
             f"{path}: holds a {type(obj).__name__}, expected a dict with images, labels or an "
             "(images, labels) pair"
         )
-    _check_keys(path, list(obj))
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in obj.items():
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu().numpy()
         out[key] = value if key == "classes" else np.asarray(value)
+    return _split_attrs(path, out)
+
+
+def _is_soft(labels) -> bool:
+    """True for a float [n, K] label array: soft labels (probabilities or logits)."""
+    if labels is None or not hasattr(labels, "ndim") or labels.ndim != 2:
+        return False
+    dtype = labels.dtype
+    return bool(getattr(dtype, "is_floating_point", False)) or (
+        isinstance(dtype, np.dtype) and np.issubdtype(dtype, np.floating)
+    )
+
+
+def _split_attrs(path: Path, arrays: dict[str, Any]) -> dict[str, Any]:
+    """Scalar entries (syn_lr, temperature, ...) moved into ``attrs``; arrays checked by name."""
+    attrs: dict[str, Any] = {}
+    for key in [k for k in arrays if k not in ARRAY_KEYS]:
+        value = np.asarray(arrays[key])
+        if value.size != 1 or value.dtype.kind not in "biufU":
+            continue  # refused by _check_keys below: an unknown array is never dropped silently
+        scalar = value.reshape(()).item()
+        name = SET_ATTRS.get(key, f"set_{key}" if key in RESERVED_ATTRS else key)
+        if name in ("syn_lr", "soft_label_temperature"):
+            if not isinstance(scalar, (int, float)) or not np.isfinite(scalar) or scalar <= 0:
+                raise DataFileError(f"{path}: {key} is {scalar!r}; it must be a positive number")
+            scalar = float(scalar)
+        attrs[name] = scalar
+        del arrays[key]
+    _check_keys(path, list(arrays))
+    if attrs:
+        arrays["attrs"] = attrs
+    return arrays
+
+
+def _mtt_sibling(images: Path, kind: str) -> Path:
+    """labels_best.pt / lr_best.pt beside images_best.pt (the same suffix after the kind)."""
+    m = MTT_IMAGES.fullmatch(images.name)
+    suffix = (m.group(1) or "") if m else ""
+    return images.with_name(f"{kind}{suffix}.pt")
+
+
+def _load_tensor(path: Path, what: str):
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataFileError(
+            f"{path}: cannot be loaded with torch.load(weights_only=True): "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
+    if not isinstance(obj, torch.Tensor):
+        raise DataFileError(f"{path}: holds a {type(obj).__name__}, expected a tensor of {what}")
+    return obj.detach().cpu().numpy()
+
+
+def _read_mtt(path: Path) -> dict[str, Any]:
+    """An MTT/DATM pair: images_best.pt + labels_best.pt (hard labels or DATM's soft ones),
+    with lr_best.pt (or syn_lr_best.pt) as the learned syn_lr when present."""
+    images_file = path / "images_best.pt" if path.is_dir() else path
+    if not images_file.is_file():
+        raise DataFileError(
+            f"{path}: no images_best.pt in it; pass an MTT/DATM run folder or its images_*.pt"
+        )
+    if not MTT_IMAGES.fullmatch(images_file.name):
+        raise DataFileError(
+            f"{path}: an MTT/DATM set is named images_*.pt; pass that file or its folder"
+        )
+    labels_file = _mtt_sibling(images_file, "labels")
+    if not labels_file.is_file():
+        raise DataFileError(
+            f"{images_file}: no {labels_file.name} beside it; an MTT/DATM set needs both "
+            f"(or pass a .pt dict with images and labels, format pt)"
+        )
+    out: dict[str, Any] = {"images": _load_tensor(images_file, "images [n, C, H, W]")}
+    labels = _load_tensor(labels_file, "labels [n] or soft labels [n, K]")
+    if labels.ndim == 2 and np.issubdtype(labels.dtype, np.floating):
+        out["soft_labels"] = labels
+    elif labels.ndim == 1 and np.issubdtype(labels.dtype, np.floating):
+        if not np.array_equal(labels, np.round(labels)):
+            raise DataFileError(f"{labels_file}: float labels [n] that are not whole class indices")
+        out["labels"] = labels.astype(np.int64)
+    else:
+        out["labels"] = labels
+    attrs = {}
+    for kind in ("lr", "syn_lr"):
+        lr_file = _mtt_sibling(images_file, kind)
+        if lr_file.is_file():
+            value = _load_tensor(lr_file, "the learned learning rate")
+            if value.size != 1 or not np.isfinite(value).all() or float(value.reshape(())) <= 0:
+                raise DataFileError(
+                    f"{lr_file}: expected one positive learning rate, got shape {value.shape}"
+                )
+            attrs["syn_lr"] = float(value.reshape(()))
+            break
+    if attrs:
+        out["attrs"] = attrs
     return out
 
 
 def _read_h5(path: Path) -> dict[str, Any]:
+    from ddbench.data.h5io import read_attrs
+
     cset = CondensedSet.load(path)
     out: dict[str, Any] = {"images": cset.images, "labels": cset.labels}
     if cset.soft_labels is not None:
         out["soft_labels"] = cset.soft_labels
+    attrs = read_attrs(path, "condensed")
+    kept = {k: attrs[k] for k in ("syn_lr", "soft_label_temperature") if k in attrs}
+    if "soft_label_temperature" not in kept and "temperature" in cset.params:
+        kept["soft_label_temperature"] = float(cset.params["temperature"])
+    if kept:
+        out["attrs"] = kept
     return out
 
 
@@ -268,9 +425,12 @@ def _check_keys(path: Path, keys: list[str]) -> None:
     if unknown:
         raise DataFileError(
             f"{path}: unexpected entries {', '.join(map(repr, unknown))} "
-            f"(allowed: {', '.join(ARRAY_KEYS)})"
+            f"(allowed: {', '.join(ARRAY_KEYS)}); scalar entries such as syn_lr are kept as "
+            "attributes, other arrays are not read: remove or rename them"
         )
     missing = [k for k in ("images", "labels") if k not in keys]
+    if missing == ["labels"] and "soft_labels" in keys:
+        missing = []  # classes from the soft labels (argmax)
     if missing:
         raise DataFileError(
             f"{path}: missing {' and '.join(missing)} (found: {', '.join(keys) or 'nothing'})"
@@ -284,11 +444,13 @@ def _folder_class(path: Path, folder: str, classes: list[str]) -> int:
     safe = [safe_class_name(c) for c in classes]
     if safe.count(folder) == 1:
         return safe.index(folder)
-    m = re.fullmatch(r"(\d+)(?:_(.*))?", folder)
+    # "new003": SRe2L / RDED output folders, numbered by class index (the sorted class order)
+    m = re.fullmatch(r"(?:new)?(\d+)(?:_(.*))?", folder)
     if m is None:
         raise DataFileError(
             f"{path}: sub-folder {folder!r} is not a class of the dataset "
-            f"(name a class folder by class name, index 0..{len(classes) - 1} or index_name; "
+            f"(name a class folder by class name, index 0..{len(classes) - 1}, index_name or "
+            f"new<index>, or map folders to classes in {path}/class_map.json; "
             f"classes: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})"
         )
     index = int(m.group(1))
@@ -305,6 +467,33 @@ def _folder_class(path: Path, folder: str, classes: list[str]) -> int:
     return index
 
 
+def _class_map(path: Path, classes: list[str]) -> dict[str, int] | None:
+    """class_map.json: {sub-folder: class index or class name}, when the folder has one."""
+    import json
+
+    file = path / "class_map.json"
+    if not file.is_file():
+        return None
+    try:
+        raw = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataFileError(f"{file}: not readable JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise DataFileError(f"{file}: expected an object {{sub-folder: class index or name}}")
+    out = {}
+    for folder, target in raw.items():
+        if isinstance(target, int) and not isinstance(target, bool) and 0 <= target < len(classes):
+            out[folder] = target
+        elif isinstance(target, str) and target in classes:
+            out[folder] = classes.index(target)
+        else:
+            raise DataFileError(
+                f"{file}: {folder!r} maps to {target!r}, which is neither a class index "
+                f"0..{len(classes) - 1} nor a class name of the dataset"
+            )
+    return out
+
+
 def _read_folder(path: Path, data: ImageData) -> dict[str, Any]:
     from ddbench.data.sources import open_image  # imports PIL; kept out of the module import
 
@@ -313,11 +502,21 @@ def _read_folder(path: Path, data: ImageData) -> dict[str, Any]:
     if mode is None:
         raise DataFileError(f"{path}: image folders need a 1- or 3-channel dataset")
     folders: dict[int, str] = {}
+    mapping = _class_map(path, classes)
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            c = _folder_class(path, entry.name, classes)
+            if mapping is not None and entry.name not in mapping:
+                raise DataFileError(
+                    f"{path}/class_map.json: does not map sub-folder {entry.name!r}; "
+                    "list every class folder"
+                )
+            c = (
+                mapping[entry.name]
+                if mapping is not None
+                else _folder_class(path, entry.name, classes)
+            )
             if c in folders:
                 raise DataFileError(
                     f"{path}: sub-folders {folders[c]!r} and {entry.name!r} both name class "
@@ -431,7 +630,44 @@ def _describe(shape: tuple[int, ...]) -> str:
     return f"shape {shape}"
 
 
-def _to_condensed(path: Path, arrays: dict[str, Any], data: ImageData, ipc: int) -> CondensedSet:
+def soft_label_probabilities(soft: np.ndarray, temperature: float = 1.0) -> tuple[np.ndarray, str]:
+    """Stored soft labels as probabilities: rows that are already distributions (non-negative,
+    summing to 1 within 1e-3) are kept; anything else is read as logits, softmax(z / T)."""
+    soft = np.asarray(soft, dtype=np.float64)
+    if (soft >= 0).all() and np.allclose(soft.sum(axis=1), 1.0, atol=1e-3):
+        return soft.astype(np.float32), "probabilities"
+    z = soft / float(temperature)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32), "logits"
+
+
+def _class_of_soft(path: Path, soft: np.ndarray, k: int, ipc: int) -> np.ndarray:
+    """Hard labels of a set given only soft labels: the argmax when it is class-balanced, else
+    the class blocks MTT/DATM store their images in (IPC images of class 0, then class 1, ...)."""
+    arg = soft.argmax(axis=1).astype(np.int64)
+    if (np.bincount(arg, minlength=k) == ipc).all():
+        return arg
+    if len(soft) == k * ipc:
+        blocks = np.repeat(np.arange(k, dtype=np.int64), ipc)
+        import sys
+
+        print(
+            f"notice: {path}: the argmax of the soft labels is not {ipc} per class; each image "
+            f"takes the class of its block (IPC {ipc} consecutive images per class, as MTT/DATM "
+            f"store them); {int((arg != blocks).sum())} of {len(arg)} argmaxes differ",
+            file=sys.stderr,
+        )
+        return blocks
+    raise DataFileError(
+        f"{path}: labels missing and the soft labels' argmax is not {ipc} per class; "
+        "pass labels (class indices [n]) with the soft labels"
+    )
+
+
+def _to_condensed(
+    path: Path, arrays: dict[str, Any], data: ImageData, ipc: int, *, whitened: bool = False
+) -> CondensedSet:
+    """Check and convert; `whitened`: pixels are ZCA-whitened floats (any finite value)."""
     k, c, s = data.num_classes, data.in_chans, data.image_size
     images = np.asarray(arrays["images"])
     if images.ndim == 3 and c == 1:
@@ -449,6 +685,11 @@ def _to_condensed(path: Path, arrays: dict[str, Any], data: ImageData, ipc: int)
             f"{path}: images have shape {tuple(images.shape)} ({_describe(images.shape)}), but "
             f"dataset {data.name!r} is {s}x{s} pixels, {c} channel(s): expected {want}"
         )
+    if images.dtype == np.uint8 and whitened:
+        raise DataFileError(
+            f"{path}: uint8 images cannot be ZCA-whitened; pass the whitened float images "
+            "(or leave out --zca)"
+        )
     if images.dtype == np.uint8:
         floats = images.astype(np.float32) / np.float32(255.0)
     elif np.issubdtype(images.dtype, np.floating):
@@ -462,7 +703,7 @@ def _to_condensed(path: Path, arrays: dict[str, Any], data: ImageData, ipc: int)
                 f"{len(images)} images)"
             )
         lo, hi = float(images.min(initial=0.0)), float(images.max(initial=0.0))
-        if lo < 0.0 or hi > 1.0:
+        if (lo < 0.0 or hi > 1.0) and not whitened:
             hint = " (0..255 floats? divide by 255 or store uint8)" if hi > 1.0 and lo >= 0 else ""
             raise DataFileError(
                 f"{path}: float pixel values range over [{lo:.4g}, {hi:.4g}], expected [0, 1]{hint}"
@@ -471,6 +712,24 @@ def _to_condensed(path: Path, arrays: dict[str, Any], data: ImageData, ipc: int)
         raise DataFileError(
             f"{path}: images have dtype {images.dtype}, expected uint8 (0..255) or float (0..1)"
         )
+    attrs = dict(arrays.get("attrs") or {})
+    soft = arrays.get("soft_labels")
+    if soft is not None:
+        soft = np.asarray(soft)
+        if soft.ndim != 2 or soft.shape[1] != k or not np.issubdtype(soft.dtype, np.floating):
+            n = len(arrays["labels"]) if arrays.get("labels") is not None else len(soft)
+            raise DataFileError(
+                f"{path}: soft_labels are {soft.dtype} {soft.shape}, expected float [{n}, {k}]"
+            )
+        if not np.isfinite(soft).all():
+            raise DataFileError(f"{path}: soft_labels contain NaN or infinite values")
+        soft, attrs["soft_labels_from"] = soft_label_probabilities(
+            soft, attrs.get("soft_label_temperature", 1.0)
+        )
+    if arrays.get("labels") is None:
+        if soft is None:
+            raise DataFileError(f"{path}: missing labels (class indices [n]) or soft_labels")
+        arrays = {**arrays, "labels": _class_of_soft(path, soft, k, ipc)}
     labels = np.asarray(arrays["labels"])
     if labels.ndim == 2:
         raise DataFileError(
@@ -503,16 +762,10 @@ def _to_condensed(path: Path, arrays: dict[str, Any], data: ImageData, ipc: int)
             f"{path}: expected exactly IPC {ipc} images per class for {k} classes, but class "
             f"{', '.join(wrong[:8])}{more}"
         )
-    soft = arrays.get("soft_labels")
-    if soft is not None:
-        soft = np.asarray(soft)
-        if soft.shape != (len(labels), k) or not np.issubdtype(soft.dtype, np.floating):
-            raise DataFileError(
-                f"{path}: soft_labels are {soft.dtype} {soft.shape}, expected float [{len(labels)}, {k}]"
-            )
-        if not np.isfinite(soft).all():
-            raise DataFileError(f"{path}: soft_labels contain NaN or infinite values")
-        soft = soft.astype(np.float32)
+    if soft is not None and len(soft) != len(labels):
+        raise DataFileError(
+            f"{path}: soft_labels are {soft.dtype} {soft.shape}, expected float [{len(labels)}, {k}]"
+        )
     cset = CondensedSet(
         images=np.ascontiguousarray(floats),
         labels=labels.astype(np.int64),
@@ -522,8 +775,14 @@ def _to_condensed(path: Path, arrays: dict[str, Any], data: ImageData, ipc: int)
         ipc=ipc,
         dataset=data.name,
         soft_labels=soft,
+        extra_attrs=attrs,
     )
-    cset.validate(k, chw, where=str(path))
+    if whitened:  # any finite value; the rest of the checks as for [0, 1] images
+        from dataclasses import replace
+
+        replace(cset, images=np.clip(cset.images, 0.0, 1.0)).validate(k, chw, where=str(path))
+    else:
+        cset.validate(k, chw, where=str(path))
     return cset
 
 

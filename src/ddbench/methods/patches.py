@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ddbench.methods.base import CondensedSet, Context, Method, register_method
+from ddbench.methods.coresets import CAD_BUDGET
 
 _FACTOR = {
     "type": "integer",
@@ -107,7 +108,7 @@ class CA2D(_PatchMethod):
             "crops": {"type": "string", "description": "crop scorer (kind crops)"},
             "scorer": {"type": "string", "description": "dynamics scorer giving CAD"},
             "factor": _FACTOR,
-            "budget": {"type": ["integer", "null"], "minimum": 1, "default": None},
+            "budget": CAD_BUDGET,
             "window_j": {"type": "integer", "minimum": 2, "default": 3},
             "window_w": {"type": "integer", "minimum": 1, "default": 3},
             "keep": {"type": "string", "enum": ["hard", "easy"], "default": "hard"},
@@ -117,17 +118,9 @@ class CA2D(_PatchMethod):
     }
 
     def _image_rank(self, ctx, cs, rows, rng):
-        from ddbench.stages.scores import cad
+        from ddbench.stages.scores import as_dynamics, cad_at_budget
 
-        probs = ctx.scores["probs"]
-        budget = int(self.params.get("budget") or probs.shape[1])
-        scores = cad(
-            probs,
-            ctx.scores["labels"],
-            budget,
-            int(self.params.get("window_j", 3)),
-            int(self.params.get("window_w", 3)),
-        )
+        scores = cad_at_budget(as_dynamics(ctx.scores), self.params)
         s = scores[cs["image_indices"][rows]]
         if self.params.get("keep", "hard") == "hard":
             s = -s

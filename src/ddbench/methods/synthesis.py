@@ -61,7 +61,7 @@ class DistributionMatching(Method):
 
         from ddbench.training import optim
         from ddbench.training.augment import DSA
-        from ddbench.training.engine import build_classifier
+        from ddbench.training.engine import build_classifier, data_source
         from ddbench.training.models import create_model  # noqa: F401  (registry import side effects)
 
         p = {
@@ -79,7 +79,7 @@ class DistributionMatching(Method):
         syn = torch.tensor(init, requires_grad=True)
         opt = optim.SGD([syn], lr=p["lr"], momentum=p["momentum"])
         gen = torch.Generator().manual_seed(int(seed))
-        real = torch.from_numpy(data.train_float())
+        real = data_source(data)  # per-class batches read as needed, never the split as float
         per_class = [torch.from_numpy(i) for i in data.class_indices()]
         dsa = DSA() if p["dsa"] else None
         self.losses_ = []
@@ -96,7 +96,7 @@ class DistributionMatching(Method):
             loss = torch.zeros(())
             for c, idx in enumerate(per_class):
                 pick = idx[torch.randperm(len(idx), generator=gen)[: p["batch_real"]]]
-                x_real = real[pick]
+                x_real = real.batch(pick, torch.device("cpu"))
                 x_syn = syn[c * ipc : (c + 1) * ipc]
                 if dsa is not None:
                     params = dsa.sample_params(1, gen)  # one draw shared by both batches (siamese)

@@ -90,7 +90,7 @@ def score_crops(
     size = data.image_size
     boxes = np.stack([sample_boxes(rng, size, crops, scale) for _ in chosen])  # [n, crops, 4]
     losses = np.zeros((len(chosen), crops), dtype=np.float32)
-    images = torch.from_numpy(data.train_float()[chosen])
+    images = torch.from_numpy(data.train_float_subset(chosen))
     labels = torch.from_numpy(data.train_labels[chosen])
     batch = 64
     with torch.no_grad():

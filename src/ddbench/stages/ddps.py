@@ -304,7 +304,11 @@ def kept_patches(ps: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def kmeans_per_class(
     feats: np.ndarray, labels: np.ndarray, num_classes: int, k: int, seed: int, n_init: int = 4
 ) -> dict[str, np.ndarray]:
-    """Per-class k-means on L2-normalised features: assignments, centroids [C,k,D], distances."""
+    """Per-class k-means on L2-normalised features: assignments, centroids [C,k,D], distances.
+
+    One class is clustered at a time (no matrix spans classes); the classes' rows come from one
+    stable sort of the labels, so the work outside the fits is O(N log N), not O(C·N).
+    """
     from sklearn.cluster import KMeans
 
     x = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
@@ -312,8 +316,12 @@ def kmeans_per_class(
     dist = np.zeros(len(x), dtype=np.float32)
     cents = np.zeros((num_classes, k, x.shape[1]), dtype=np.float32)
     n_clusters = np.zeros(num_classes, dtype=np.int64)
+    labels = np.asarray(labels)
+    inside = np.flatnonzero((labels >= 0) & (labels < num_classes))
+    by_class = inside[np.argsort(labels[inside], kind="stable")]  # ascending rows per class
+    ends = np.cumsum(np.bincount(labels[inside], minlength=num_classes))
     for c in range(num_classes):
-        rows = np.flatnonzero(labels == c)
+        rows = by_class[(ends[c - 1] if c else 0) : ends[c]]
         if len(rows) == 0:
             continue
         kc = min(k, len(np.unique(x[rows], axis=0)))

@@ -705,9 +705,16 @@ def load_prior(path: str | os.PathLike, device="cpu") -> DiffusionPrior:
 
 # ============================================================================ pictures
 def _write_samples(prior: DiffusionPrior, path: Path, spec: dict, seed: int) -> None:
-    """samples.png: one row per class, `samples_per_class` DDIM + CFG samples each."""
+    """samples.png: `samples_per_class` DDIM + CFG samples in one row per shown class.
+
+    Every class up to 10, else the galleries' evenly spaced classes ⌊i·K/10⌋ (1 000 classes:
+    0, 100, …, 900), so the figure stays bounded at any number of classes.
+    """
+    from ddbench.analysis.figures import shown_classes
+
     n = int(spec["samples_per_class"])
-    labels = torch.arange(prior.num_classes).repeat_interleave(n)
+    classes = torch.from_numpy(shown_classes(prior.num_classes)).long()
+    labels = classes.repeat_interleave(n)
     gen = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
         z = prior.sample(
@@ -717,7 +724,7 @@ def _write_samples(prior: DiffusionPrior, path: Path, spec: dict, seed: int) -> 
             generator=gen,
         )
         images = prior.decode(z).cpu().numpy()
-    save_grid(images, prior.num_classes, n, path)
+    save_grid(images, len(classes), n, path)
 
 
 def save_grid(images: np.ndarray, rows: int, cols: int, path: str | os.PathLike) -> None:

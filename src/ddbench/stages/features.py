@@ -19,16 +19,20 @@ def extract_features(
     threads: int | None = None,
 ) -> dict:
     """Embed every training image with the teacher; store `/features` [N, D] and `/logits` [N, K]."""
-    import torch
-
     from ddbench.data.datasets import load_dataset
     from ddbench.stages.teachers import load_teacher
-    from ddbench.training.engine import embed, predict, resolve_device, set_determinism
+    from ddbench.training.engine import (
+        data_source,
+        embed,
+        predict,
+        resolve_device,
+        set_determinism,
+    )
 
     set_determinism(0, threads)
     data = load_dataset(dataset_path)
     teacher = load_teacher(teacher_path, data).to(resolve_device(device))
-    images = torch.from_numpy(data.train_float())
+    images = data_source(data)  # read per batch: the split is never float all at once
     feats = embed(teacher, images).numpy().astype(np.float32)
     logits = predict(teacher, images).numpy().astype(np.float32)
     write_h5(

@@ -16,6 +16,7 @@ from ddbench.training.engine import (
     Classifier,
     accuracy,
     build_classifier,
+    data_source,
     library_versions,
     peak_rss_mb,
     resolve_device,
@@ -44,22 +45,20 @@ def train_teacher(
     data = load_dataset(dataset_path)
     model = make_model(spec, data)
     protocol = teacher_protocol(name, spec)
-    images = torch.from_numpy(data.train_float())
     labels = torch.from_numpy(data.train_labels)
     t0 = time.perf_counter()
     result = train(
         model,
-        images,
+        data_source(data),  # uint8 read and made float per batch (streamed for large splits)
         labels,
         protocol,
         seed,
-        n_full=len(images),
+        n_full=len(labels),
         device=dev,
         desc=f"teacher {name}",
     )
-    acc = accuracy(
-        model.cpu(), torch.from_numpy(data.test_float()), torch.from_numpy(data.test_labels)
-    )
+    acc = accuracy(model, data_source(data, "test"), torch.from_numpy(data.test_labels))
+    model.cpu()
     weights_sha = save_checkpoint(model, spec, data, out_pt)
     summary = {
         "teacher": name,

@@ -5,6 +5,11 @@ run is reproducible from its seed alone; the global RNG and the clock are never 
 All transforms act on float batches ``[B, C, H, W]`` and are built from differentiable
 torch ops, so gradients flow back to the input images (needed when the images are the
 parameters being distilled).
+
+Batches may live on any device (the engine augments on the GPU there): the draws still come
+from the caller's generator (a CPU one in the engine) and only the sampled parameters move
+to the batch's device, so a seed gives the same parameters everywhere and the images agree
+with the CPU path to float tolerance (tests/test_augment.py).
 """
 
 from __future__ import annotations

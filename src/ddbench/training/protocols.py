@@ -72,6 +72,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Label regimes the engine knows; `stored` trains on the set's own soft labels at the set's
+# declared temperature (as DD-Ranking's soft-label evaluation does), refused for a set without.
+LABELS = ("hard", "soft", "kd", "stored")
+# `lr: from_set` uses the learning rate learned with the set (MTT/DATM `syn_lr`).
+LR_FROM_SET = "from_set"
+
+
 @dataclass(frozen=True)
 class Protocol:
     """A resolved protocol: label regime, optimiser, schedule, augmentation and budget."""
@@ -80,7 +87,7 @@ class Protocol:
     preset: str
     labels: str
     optimizer: str
-    lr: float
+    lr: float | str  # a number, or LR_FROM_SET until the set's syn_lr replaces it
     momentum: float
     weight_decay: float
     batch_size: int
@@ -114,6 +121,11 @@ class Protocol:
             return f"{self.full_epochs:g} full-set {unit} of compute"
         return f"{self.epochs} epoch" + ("" if self.epochs == 1 else "s")
 
+    @property
+    def lr_from_set(self) -> bool:
+        """True when the learning rate is the set's learned `syn_lr`."""
+        return self.lr == LR_FROM_SET
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["teachers"] = list(self.teachers)
@@ -134,6 +146,13 @@ def resolve_protocol(name: str, spec: dict) -> Protocol:
         raise ValueError("give a budget, `epochs` or `full_epochs`")
     if merged.get("epochs") is not None and merged.get("full_epochs") is not None:
         raise ValueError("give `epochs` or `full_epochs`, not both")
+    if merged["labels"] not in LABELS:
+        raise ValueError(f"unknown labels {merged['labels']!r} (known: {', '.join(LABELS)})")
+    lr = merged["lr"]
+    if lr != LR_FROM_SET and (
+        isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0
+    ):
+        raise ValueError(f"lr is {lr!r}; give a positive number or {LR_FROM_SET!r}")
     merged["teachers"] = tuple(merged.get("teachers") or ())
     if "rrc_scale" in merged:
         merged["rrc_scale"] = tuple(merged["rrc_scale"])

@@ -99,6 +99,14 @@ for _kind in (
     InputKind(
         "pool", "pool", None, None, doc="an over-complete sample pool of a prior", needs_model=True
     ),
+    InputKind(
+        "experts",
+        "experts",
+        "experts",
+        "experts",
+        doc="expert training trajectories (parameters after every epoch)",
+        needs_model=True,
+    ),
     InputKind("external", None, None, None, doc="a set made elsewhere (the method's `path`)"),
 ):
     register_input_kind(_kind)

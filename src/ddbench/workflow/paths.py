@@ -30,6 +30,7 @@ _TEMPLATES: dict[str, str] = {
     "clusters": "results/{dataset}/clusters/{name}.h5",
     "pool": "results/{dataset}/pools/{name}.h5",
     "prior": "results/{dataset}/priors/{name}",
+    "experts": "results/{dataset}/experts/{name}",
     "condensed": "results/{dataset}/condensed/{method}/ipc{ipc}/s{seed}.h5",
     "eval": "results/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.json",
     "checkpoint": "results/{dataset}/eval/{protocol}/{student}/{method}/ipc{ipc}/s{seed}.pt",
@@ -85,7 +86,7 @@ class Target:
 
     kind: str
     dataset: str
-    name: str | None = None  # teacher, scorer, extractor-k, pool or prior
+    name: str | None = None  # teacher, scorer, extractor-k, pool, prior or experts
     method: str | None = None
     ipc: int | None = None
     seed: int | None = None
@@ -131,6 +132,7 @@ _NAME_WILDCARD = {
     "clusters": "{extractor}-k{k}",
     "pool": "{pool}",
     "prior": "{prior}",
+    "experts": "{experts}",
 }
 
 

@@ -83,6 +83,11 @@ class Plan:
     def scorer_spec(self, wildcards) -> str:
         return as_json(self.config["scorers"][wildcards.scorer])
 
+    def experts_spec(self, wildcards) -> str:
+        """The expert trajectories' spec (rule train_experts): no IPC, no seed of the grid, so
+        every IPC and seed of the methods that name them reads one folder."""
+        return as_json(self.config["experts"][wildcards.experts])
+
     def student_spec(self, wildcards) -> str:
         return as_json(self.config["students"][wildcards.student])
 
