@@ -222,7 +222,9 @@ def test_shipped_claims_name_methods_and_protocols_the_studies_configure():
         presets |= {p["preset"] for p in cfg["protocols"].values()}
     for c in claims:
         for side in (c.a, c.b):
-            named = [side["method"]] if "method" in side else side.get("spread", [])
+            method = side.get("method", [])
+            named = method if isinstance(method, list) else [method]
+            named = named if "method" in side else side.get("spread", [])
             named = [] if named == "all" else named
             for m in named:
                 assert m.startswith("@") or m in methods, (c.id, m)

@@ -173,6 +173,7 @@ def as_source(images) -> Source:
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Host -> device copy; on CUDA through pinned memory, non-blocking."""
+    device = torch.device(device)
     if device.type == "cuda" and x.device.type == "cpu":
         return x.pin_memory().to(device, non_blocking=True)
     return x.to(device)
@@ -319,6 +320,7 @@ def teacher_probs(
 def _map_batches(fn, images, batch_size: int, device) -> list[torch.Tensor]:
     """`fn` over consecutive batches of a float tensor or `Source`, outputs float on the CPU."""
     src = as_source(images)
+    device = torch.device(device)  # callers may name it ("cpu", "cuda:0")
     n = len(src)
     return [
         fn(_source_rows(src, i, min(i + batch_size, n), device)).float().cpu()
