@@ -37,6 +37,7 @@ include: "rules/diffsel.smk"
 include: "rules/condense.smk"
 include: "rules/evaluate.smk"
 include: "rules/quality.smk"
+include: "rules/tm_loss.smk"
 include: "rules/report.smk"
 
 

@@ -63,6 +63,11 @@ def stand_in(config: dict, data: Path) -> dict:
 
 def job_list(name: str) -> list[str]:
     """Sorted `rule<TAB>output ...` lines of every job the config's dry run would schedule."""
+    return job_list_of(yaml.safe_load((ROOT / CONFIGS[name]).read_text()))
+
+
+def job_list_of(config: dict) -> list[str]:
+    """`job_list` of a config given as a dict (on stand-in data)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import (
         ConfigSettings,
@@ -72,7 +77,6 @@ def job_list(name: str) -> list[str]:
         StorageSettings,
     )
 
-    config = yaml.safe_load((ROOT / CONFIGS[name]).read_text())
     with tempfile.TemporaryDirectory(prefix="ddbench-dag-") as tmp:
         work = Path(tmp)
         cfg = work / "config.yaml"

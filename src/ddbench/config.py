@@ -273,6 +273,7 @@ def validate_config(
     _check_protocols(config)
     _check_exclude(config)
     _check_quality(config)
+    _check_tm_loss(config)
     if check_device:
         _check_device(config)
     if check_sources:
@@ -543,6 +544,41 @@ def _check_exclude(config: dict) -> None:
             "config error at exclude: the grid is empty after exclude (the rules remove every "
             "dataset x ipc x method x protocol x student x seed cell); remove or narrow a rule"
         )
+
+
+def _check_tm_loss(config: dict) -> None:
+    """`tm_loss` names configured experts of different architectures, long enough for every
+    start epoch, and (when given) a configured protocol and student."""
+    spec = config.get("tm_loss")
+    if spec is None:
+        return
+    from ddbench.analysis.tm_loss import resolved
+
+    spec = resolved(spec)
+    models: dict[str, str] = {}
+    for i, name in enumerate(spec["experts"]):
+        where = f"tm_loss.experts[{i}]"
+        _require(config, "experts", name, where)
+        ex = config["experts"][name]
+        model = ex.get("model", "convnet-d3-w128-in")
+        if model in models:
+            raise ConfigError(
+                f"config error at {where}: experts {name!r} and {models[model]!r} are both "
+                f"{model!r}; the TM-loss analysis compares architectures, name experts of "
+                "different models"
+            )
+        models[model] = name
+        epochs = int(ex.get("epochs", 50))
+        last = max(spec["start_epochs"]) + int(spec["expert_epochs"])
+        if last > epochs:
+            raise ConfigError(
+                f"config error at tm_loss.start_epochs: start epoch {max(spec['start_epochs'])} "
+                f"+ expert_epochs {spec['expert_epochs']} = {last} exceeds the {epochs} epochs "
+                f"of experts {name!r}"
+            )
+    for key, section in (("protocol", "protocols"), ("student", "students")):
+        if spec[key] is not None:
+            _require(config, section, spec[key], f"tm_loss.{key}")
 
 
 def _check_quality(config: dict) -> None:

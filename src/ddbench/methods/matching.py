@@ -280,13 +280,16 @@ class SiameseGradientMatching(GradientMatching):
 # ------------------------------------------------------------------ trajectory matching
 
 
-def trajectory_matching_loss(forward, start, target, batches, syn_lr):
+def trajectory_matching_loss(forward, start, target, batches, syn_lr, *, create_graph=True):
     """MTT's loss: ||θ_N − θ*_{t+M}||² / ||θ*_t − θ*_{t+M}||².
 
     The student starts at the expert's flat parameters `start` (θ*_t) and takes one SGD step
     θ ← θ − syn_lr · ∇θ CE(forward(θ, x), y) per `(x, y)` in `batches` (y: class indices or
     probabilities), keeping the graph, so the loss is differentiable w.r.t. the images inside
     the batches, soft targets and `syn_lr`. `forward(flat, x)` runs the model functionally.
+
+    `create_graph=False` measures the loss only (the TM-loss analysis, `ddbench.analysis.
+    tm_loss`): each step's θ is detached, so memory holds one step instead of the unroll.
     """
     import torch
     import torch.nn.functional as F
@@ -294,8 +297,10 @@ def trajectory_matching_loss(forward, start, target, batches, syn_lr):
     theta = start.detach().clone().requires_grad_(True)
     for x, y in batches:
         ce = F.cross_entropy(forward(theta, x), y)
-        (grad,) = torch.autograd.grad(ce, theta, create_graph=True)
+        (grad,) = torch.autograd.grad(ce, theta, create_graph=create_graph)
         theta = theta - syn_lr * grad
+        if not create_graph:
+            theta = theta.detach().requires_grad_(True)
     num = ((theta - target) ** 2).sum()
     den = ((start - target) ** 2).sum().clamp_min(1e-12)
     return num / den

@@ -38,12 +38,14 @@ _TEMPLATES: dict[str, str] = {
     "reference_checkpoint": "results/{dataset}/eval/{protocol}/{student}/full_train/s{seed}.pt",
     "quality": "results/{dataset}/quality/{method}/ipc{ipc}/s{seed}.json",
     "quality_features": "results/{dataset}/quality/{method}/ipc{ipc}/s{seed}.h5",
+    "tm_loss": "results/{dataset}/tm_loss/{method}/ipc{ipc}/s{seed}.json",
     "benchmark": "benchmarks/{dataset}/condensed/{method}/ipc{ipc}/s{seed}.tsv",
 }
 # paths that are built but never parsed back (aggregates, tables, figures)
 _BUILT: dict[str, str] = {
     "collected_eval": "results/{dataset}/eval/collected.jsonl",
     "collected_quality": "results/{dataset}/quality/collected.jsonl",
+    "collected_tm_loss": "results/{dataset}/tm_loss/collected.jsonl",
     "collected_benchmarks": "results/{dataset}/cost/condense_benchmarks.jsonl",
     "table": "results/tables/{name}.{ext}",
     "figure": "results/figures/{dataset}-{name}.{ext}",

@@ -25,6 +25,7 @@ FIGURE_FORMATS = ("svg", "png")
 COLLECTED = {
     "eval": "collected_eval",
     "quality": "collected_quality",
+    "tm_loss": "collected_tm_loss",
     "benchmarks": "collected_benchmarks",
 }
 
@@ -355,6 +356,58 @@ class Plan:
             "condensed": self._condensed_input(wildcards),
         }
 
+    # ------------------------------------------------------------ TM-loss analysis
+    def tm_loss(self) -> dict | None:
+        """The `tm_loss` section with defaults (None: no TM-loss analysis, no targets)."""
+        from ddbench.analysis.tm_loss import resolved
+
+        return resolved(self.config.get("tm_loss"))
+
+    @_memo
+    def tm_loss_targets(self, dataset: str | None = None) -> list[str]:
+        """One TM-loss JSON per condensed set, when `tm_loss` is configured."""
+        if self.tm_loss() is None:
+            return []
+        return [
+            target_path("tm_loss", dataset=d, method=m, ipc=i, seed=s)
+            for d, m, i, s in self.condensed_cells(dataset)
+        ]
+
+    def dataset_tm_loss_targets(self, wildcards) -> list[str]:
+        return self.tm_loss_targets(wildcards.dataset)
+
+    def tm_loss_inputs(self, wildcards) -> dict[str, Any]:
+        """The dataset, the condensed set and every experts folder `tm_loss.experts` names."""
+        ds = wildcards.dataset
+        spec = self.tm_loss() or {"experts": []}
+        return {
+            "dataset": target_path("dataset", dataset=ds),
+            "condensed": target_path(
+                "condensed",
+                dataset=ds,
+                method=wildcards.method,
+                ipc=wildcards.ipc,
+                seed=wildcards.seed,
+            ),
+            "experts": [target_path("experts", dataset=ds, name=n) for n in spec["experts"]],
+        }
+
+    def tm_loss_spec(self, wildcards=None) -> str:
+        """The analysis parameters of rule tm_loss (protocol and student excluded: they
+        choose the accuracy of the figure, not the loss)."""
+        spec = self.tm_loss()
+        if spec is None:
+            return ""
+        return as_json({k: v for k, v in spec.items() if k not in ("protocol", "student")})
+
+    def tm_loss_accuracy(self) -> tuple[str, str]:
+        """(protocol, student) whose accuracy the TM-loss figure and table show: the
+        configured ones, else the first configured of each."""
+        spec = self.tm_loss() or {}
+        protocol = spec.get("protocol") or next(iter(self.config["protocols"]))
+        student = spec.get("student") or next(iter(self.config["students"]))
+        return protocol, student
+
     @_memo
     def benchmark_targets(self, dataset: str | None = None) -> list[str]:
         """Benchmark TSVs of the condense jobs: the construction cost of every set."""
@@ -370,6 +423,8 @@ class Plan:
         dataset instead of one per job keeps the DAG of a paper-sized grid small.
         """
         if kind == "quality" and self.quality_teacher() is None:
+            return []
+        if kind == "tm_loss" and self.tm_loss() is None:
             return []
         names = [dataset] if dataset is not None else list(self.config["datasets"])
         return [target_path(COLLECTED[kind], dataset=d) for d in names]
@@ -468,6 +523,8 @@ class Plan:
             names.append("teacher_student")
         if self.claims_file():
             names.append("claims")
+        if self.tm_loss() is not None:
+            names.append("tm_loss")
         out = [target_path("table", name=n, ext=e) for n in names for e in TABLE_FORMATS]
         return out + [target_path("table", name="accuracy", ext=e) for e in ("tex", "html")]
 
@@ -483,6 +540,8 @@ class Plan:
                 names.append("teacher_student")
             if self.budget_study():
                 names.append("budget_curves")
+            if self.tm_loss() is not None:
+                names.append("tm_loss_vs_accuracy")
             names += [f"accuracy_vs_ipc-{p}-{st}" for p, st in sorted(pairs)]
             out += [
                 target_path("figure", dataset=ds, name=n, ext=e)
