@@ -73,7 +73,7 @@ def score_crops(
 
     from ddbench.data.datasets import load_dataset
     from ddbench.stages.teachers import load_teacher
-    from ddbench.training.engine import resolve_device, set_determinism
+    from ddbench.training.engine import data_source, resolve_device, set_determinism
 
     seed = int(spec.get("seed", 0))
     set_determinism(seed, threads)
@@ -90,7 +90,7 @@ def score_crops(
     size = data.image_size
     boxes = np.stack([sample_boxes(rng, size, crops, scale) for _ in chosen])  # [n, crops, 4]
     losses = np.zeros((len(chosen), crops), dtype=np.float32)
-    images = torch.from_numpy(data.train_float_subset(chosen))
+    images = data_source(data, indices=chosen)  # one batch as float at a time
     labels = torch.from_numpy(data.train_labels[chosen])
     batch = 64
     with torch.no_grad():
@@ -100,7 +100,7 @@ def score_crops(
             file=sys.stderr,
             mininterval=2.0,
         ):
-            imgs = images[s : s + batch]
+            imgs = images.rows(s, s + batch, torch.device("cpu"))
             for j in range(crops):
                 x = crop_resize(imgs, boxes[s : s + batch, j], size).to(dev)
                 losses[s : s + batch, j] = (
