@@ -76,6 +76,35 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
+def write_folder(out_dir: str | os.PathLike, write) -> None:
+    """`write(tmp)` fills a temporary folder beside `out_dir`, which is then renamed into place.
+
+    A killed writer leaves only a hidden `.{name}.*.tmp` folder (removed by the next writer),
+    never a folder that looks complete; an existing target is replaced only after success.
+    """
+    import shutil
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by a killed writer
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old.tmp")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _fault_pause(path: Path, tmp: Path) -> None:
     """Fault injection for the interruption tests: pause between writing and renaming.
 

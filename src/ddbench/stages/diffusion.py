@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import torch.nn.functional as F
 
 from ddbench import __version__
 from ddbench.data.datasets import ImageData
-from ddbench.data.h5io import DataFileError, folder_manifest
+from ddbench.data.h5io import DataFileError, folder_manifest, write_folder
 from ddbench.errors import check_finite_loss
 from ddbench.stages.priors import (
     DEFAULT_PROMPT,
@@ -422,7 +420,7 @@ def train_unet_prior(
         info["files"] = folder_manifest(tmp, skip=(PRIOR_JSON,))
         (tmp / PRIOR_JSON).write_text(json.dumps(info, indent=2, sort_keys=True))
 
-    _write_folder(out_dir, write)
+    write_folder(out_dir, write)
     return info
 
 
@@ -591,7 +589,7 @@ def build_sd_prior(
         info["files"] = folder_manifest(tmp, skip=(PRIOR_JSON,))
         (tmp / PRIOR_JSON).write_text(json.dumps(info, indent=2, sort_keys=True))
 
-    _write_folder(out_dir, write)
+    write_folder(out_dir, write)
     return info
 
 
@@ -630,29 +628,6 @@ def build_prior_file(
         return build_prior(data, spec, out_dir, resolve_device(device), progress)
     except PriorSourceError as exc:
         raise DataFileError(str(exc)) from None
-
-
-def _write_folder(out_dir: str | os.PathLike, write) -> None:
-    """Build the folder in a temp folder beside the target, then rename it into place."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by a killed writer
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old.tmp")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_prior_info(path: str | os.PathLike) -> dict:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from ddbench.data.h5io import (
     decode_attr,
     file_sha256,
     open_h5,
+    write_folder,
     write_h5,
     write_json,
 )
@@ -71,29 +70,6 @@ def flat_params(model) -> np.ndarray:
 
     with torch.no_grad():
         return torch.cat([p.detach().reshape(-1).float().cpu() for p in model.parameters()]).numpy()
-
-
-def _write_folder(out_dir: str | os.PathLike, write) -> None:
-    """Build the folder in a temp folder beside the target, then rename it into place."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by a killed writer
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old.tmp")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def expert_protocol(name: str, spec: dict):
@@ -234,7 +210,7 @@ def build_experts(data, name: str, spec: dict, out_dir: str | os.PathLike, *, de
         return summary
 
     out: dict = {}
-    _write_folder(out_dir, lambda folder: out.update(write(folder)))
+    write_folder(out_dir, lambda folder: out.update(write(folder)))
     return out
 
 
