@@ -127,3 +127,20 @@ def test_accuracy_table_marks_cells_whose_provenance_does_not_match(smoke_run, t
     bad = df[df["provenance_issues"] != ""]
     assert len(bad) and (bad["method"] == "random").all() and (bad["ipc"] == "1").all()
     assert bad["provenance_issues"].str.contains("changed after this evaluation").all()
+
+
+def test_experts_folder_is_checked_against_its_recorded_file_hashes(smoke_run, tmp_path):
+    work, config = smoke_run
+    copy_dir = tmp_path / "w"
+    shutil.copytree(work / "results", copy_dir / "results")
+    shutil.copytree(work / "resources", copy_dir / "resources")
+    cfg = validate_config(copy.deepcopy(config))
+    experts = next((copy_dir / "results/digits/experts").iterdir())
+    rel = str(experts.relative_to(copy_dir))
+    assert (rel, "ok") in {(f.path, f.status) for f in verify_results(cfg, copy_dir)}
+    expert = next(experts.glob("expert_*.h5"))
+    expert.write_bytes(expert.read_bytes()[:-8] + b"\0" * 8)
+    found = {f.path: f for f in verify_results(cfg, copy_dir)}
+    assert found[rel].status == "corrupt" and expert.name in found[rel].reason
+    expert.unlink()
+    assert "files missing" in {f.path: f for f in verify_results(cfg, copy_dir)}[rel].reason

@@ -272,6 +272,29 @@ def _check_prior(folder: Path) -> tuple[str, str]:
     return "", ""
 
 
+def _check_experts(folder: Path) -> tuple[str, str]:
+    """An experts folder against the per-file SHA-256 its experts.json records."""
+    from ddbench.stages.experts import EXPERTS_JSON
+
+    meta = folder / EXPERTS_JSON
+    try:
+        info = _read_record(meta)
+    except (ValueError, FileNotFoundError) as exc:
+        return "corrupt", f"{EXPERTS_JSON}: {exc}"
+    entries = info.get("expert_files")
+    if not isinstance(entries, list) or not entries:
+        return "corrupt", f"{EXPERTS_JSON} lists no expert files"
+    missing = sorted(e["file"] for e in entries if not (folder / e["file"]).is_file())
+    if missing:
+        return "corrupt", f"files missing: {', '.join(missing[:5])}"
+    changed = sorted(e["file"] for e in entries if file_sha256(folder / e["file"]) != e["sha256"])
+    if changed:
+        return "corrupt", f"files changed since written: {', '.join(changed[:5])}"
+    return "", ""
+
+
+_FOLDER_CHECKS = {"prior": _check_prior, "experts": _check_experts}
+
 _EXPECTED_KINDS = (
     "dataset",
     "teacher_info",
@@ -288,8 +311,8 @@ def _check_one(
 ) -> Finding:
     if target.kind in _EXPECTED_KINDS and rel not in expected:
         return Finding(rel, "foreign", "no target of this config produces it")
-    if target.kind == "prior":
-        status, reason = _check_prior(path)
+    if target.kind in _FOLDER_CHECKS:
+        status, reason = _FOLDER_CHECKS[target.kind](path)
         return Finding(rel, status or "ok", reason)
     try:
         record = _read_record(path) if path.suffix in (".h5", ".json") else {}
@@ -314,7 +337,7 @@ def _check_one(
 
 
 def _result_paths(workdir: Path):
-    """(path, relative path, target) of every result file and prior folder under `workdir`."""
+    """(path, relative path, target) of every result file, prior and experts folder under `workdir`."""
     for root in ("resources", "results"):
         base = workdir / root
         if not base.is_dir():
@@ -322,10 +345,10 @@ def _result_paths(workdir: Path):
         for path in sorted(base.rglob("*")):
             rel = path.relative_to(workdir).as_posix()
             target = parse_target(rel)
-            if target is None or (target.kind == "prior") != path.is_dir():
+            if target is None or (target.kind in _FOLDER_CHECKS) != path.is_dir():
                 continue
-            if "/priors/" in rel and target.kind != "prior":
-                continue  # a file inside a prior folder: checked with its folder
+            if ("/priors/" in rel or "/experts/" in rel) and target.kind not in _FOLDER_CHECKS:
+                continue  # a file inside a prior or experts folder: checked with its folder
             yield path, rel, target
 
 
