@@ -178,6 +178,7 @@ def compute_patch_scores(data, prior, teacher, name: str, spec: dict, *, device=
     from tqdm import tqdm
 
     from ddbench.stages.crops import crop_resize, sample_boxes
+    from ddbench.training.engine import data_source
 
     p = {**SCORE_DEFAULTS, **spec}
     seed = int(p["seed"])
@@ -207,13 +208,13 @@ def compute_patch_scores(data, prior, teacher, name: str, spec: dict, *, device=
     scores = np.zeros((len(chosen), n_patches), dtype=np.float32)
     feats = tfeats = None
     batch = int(p["batch_size"])
-    images = data.train_float_subset(chosen)
+    images = data_source(data, indices=chosen)  # one batch as float at a time
     labels = data.train_labels[chosen]
     for s in tqdm(
         range(0, len(chosen), batch), desc=f"ddps scores {name}", file=sys.stderr, mininterval=2.0
     ):
         sl = slice(s, s + batch)
-        imgs = torch.from_numpy(images[sl]).to(dev)
+        imgs = images.rows(s, s + batch, dev)
         y = torch.from_numpy(labels[sl]).long().to(dev)
         with torch.no_grad():
             x0 = prior.encode(imgs)

@@ -352,7 +352,9 @@ def train_unet_prior(
     T = int(spec["num_train_timesteps"])
 
     idx = _subset(data, spec["max_images_per_class"], seed)
-    x_all = torch.from_numpy(data.train_float_subset(idx)) * 2 - 1
+    from ddbench.training.engine import data_source
+
+    images = data_source(data, indices=idx)  # read per batch: never the split as float
     y_all = torch.from_numpy(data.train_labels[idx].astype(np.int64))
     gen = torch.Generator().manual_seed(seed)
     opt = AdamW(unet.parameters(), lr=float(spec["lr"]), weight_decay=float(spec["weight_decay"]))
@@ -368,7 +370,7 @@ def train_unet_prior(
         total = 0.0
         for s in range(steps_per_epoch):
             b = order[s * bs : (s + 1) * bs]
-            x0, y = x_all[b].to(device), y_all[b].to(device)
+            x0, y = images.batch(b, device) * 2 - 1, y_all[b].to(device)
             y = drop_labels(y, float(spec["label_dropout"]), K, gen)
             dropped += int((y == K).sum())
             t = torch.randint(0, T, (len(b),), generator=gen).to(device)
