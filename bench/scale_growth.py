@@ -241,7 +241,7 @@ def n_train(rundir: Path) -> int:
         return int(f["train/images"].shape[0])
 
 
-def stage_key(rel: Path, methods: dict) -> tuple[str, str, list[str]]:
+def stage_key(rel: Path, methods: dict, teachers: list) -> tuple[str, str, list[str]]:
     """(stage label, rule, files whose per-sample arrays it holds) of a benchmark path."""
     ds = f"resources/datasets/{DATASET}.h5"
     res = f"results/{DATASET}"
@@ -272,8 +272,9 @@ def stage_key(rel: Path, methods: dict) -> tuple[str, str, list[str]]:
         return f"evaluate_full_train:{parts[1]}", "evaluate_full_train", [ds]
     if kind == "eval":
         return f"evaluate:{parts[1]} (max of {len(methods)})", "evaluate", []
-    if kind == "quality":
-        return f"quality (max of {len(methods)})", "quality", []
+    if kind == "quality":  # embeds with the quality teacher's features file (labels, features)
+        feats = [f"{res}/features/{t}.h5::features,labels" for t in teachers[:1]]
+        return f"quality (max of {len(methods)})", "quality", feats
     return "/".join(parts), "other", []
 
 
@@ -285,7 +286,7 @@ def read_run(rundir: Path) -> dict:
     for tsv in sorted((rundir / "benchmarks").rglob("*.tsv")):
         rel = tsv.relative_to(rundir / "benchmarks")
         rel = rel.relative_to(DATASET) if rel.parts[0] == DATASET else rel
-        label, rule, files = stage_key(rel, cfg["methods"])
+        label, rule, files = stage_key(rel, cfg["methods"], list(cfg["teachers"]))
         rows = list(csv.DictReader(open(tsv), delimiter="\t"))
         if not rows:
             continue

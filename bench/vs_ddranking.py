@@ -268,8 +268,51 @@ def write_results(rows: list[dict], out: Path, meta: str) -> None:
             if part:
                 md.append(f"| {kind} | {side} | {len(part)} | {stat(r['acc_last'] for r in part)} | "
                           f"{stat(r['acc_best10'] for r in part)} | {stat(r['wall_s'] for r in part)} |")  # fmt: skip
+    md += ["", *comparison_lines(rows)]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
+
+
+def comparison_lines(rows: list[dict]) -> list[str]:
+    """Per set: accuracy difference against the larger std, and the wall-time ratio."""
+    import numpy as np
+
+    lines = []
+    for kind in ("hard", "soft"):
+        acc, wall = {}, {}
+        for side in ("ddbench", "ddranking"):
+            part = [r for r in rows if r["set"] == kind and r["side"] == side]
+            acc[side] = np.array([r["acc_last"] for r in part], dtype=float)
+            wall[side] = np.array([r["wall_s"] for r in part], dtype=float)
+        if min(len(acc["ddbench"]), len(acc["ddranking"])) < 2:
+            continue
+        diff = acc["ddbench"].mean() - acc["ddranking"].mean()
+        std = max(acc["ddbench"].std(ddof=1), acc["ddranking"].std(ddof=1))
+        ratio = wall["ddranking"].mean() / wall["ddbench"].mean()
+        verdict = "within" if abs(diff) <= std else "outside"
+        lines.append(
+            f"- {kind}: accuracy ddbench − DD-Ranking {diff:+.2f} points, {verdict} one std "
+            f"({std:.2f}); DD-Ranking / ddbench wall time per evaluation {ratio:.2f}×"
+        )
+    return lines
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a TSV this script wrote (to merge the two sides of separate runs)."""
+    lines = path.read_text().splitlines()
+    cols = lines[0].split("\t")
+    rows = []
+    for line in lines[1:]:
+        rec = dict(zip(cols, line.split("\t"), strict=True))
+        rows.append(
+            {
+                "set": rec["set"],
+                "side": rec["side"],
+                "seed": int(rec["seed"]),
+                **{c: float(rec[c]) if rec[c] else None for c in cols[3:]},
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -285,6 +328,9 @@ def main() -> None:
                     help="results tree of the ddbench side (dataset, teacher, records)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=HERE / "results" / "vs_ddranking",
                     help="writes OUT.tsv and OUT.md")  # fmt: skip
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="TSV",
+                    help="only merge the TSVs of earlier runs (e.g. one per side) into OUT")  # fmt: skip
+    ap.add_argument("--meta", default=None, help="with --merge: the table's first line")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tensors", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
@@ -292,6 +338,10 @@ def main() -> None:
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if args.worker:
         worker(args)
+        return
+    if args.merge:
+        rows = [row for tsv in args.merge for row in read_rows(tsv)]
+        write_results(rows, args.out, args.meta or f"merged from {', '.join(map(str, args.merge))}")
         return
     import torch
 
