@@ -83,7 +83,7 @@ PREPARE_IN_MEMORY = RuleMemory(floor_mb=400, split=17, test=2)
 RULES: dict[str, RuleMemory] = {
     "train_teacher": RuleMemory(1000, split=6, test=6, sample=64, batch=64),
     "train_experts": RuleMemory(1000, split=6, test=6, sample=64, batch=64),
-    "extract_features": RuleMemory(1000, split=6, test=1, sample=8192, batch=16),
+    "extract_features": RuleMemory(1000, split=6, test=1, sample=8192, per_class=4, batch=16),
     "compute_scores": RuleMemory(1000, split=6, test=1, sample=1024, per_class=4, batch=64),
     "evaluate_full_train": RuleMemory(1000, split=6, test=6, sample=64, batch=128),
     "condense": RuleMemory(1000, split=6, test=0, sample=8192, batch=64),
