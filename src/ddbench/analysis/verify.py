@@ -260,10 +260,12 @@ def _check_prior(folder: Path) -> tuple[str, str]:
     manifest = info.get("files")
     if not isinstance(manifest, dict):
         return "stale", "no file manifest recorded (written by an older ddbench): rebuild it"
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {
-        PRIOR_JSON
-    }
-    missing = sorted(set(manifest) - present)
+    return _check_manifest(folder, manifest)
+
+
+def _check_manifest(folder: Path, manifest: dict[str, str]) -> tuple[str, str]:
+    """Every file a folder's record lists (relative path -> SHA-256) is there, unchanged."""
+    missing = sorted(rel for rel in manifest if not (folder / rel).is_file())
     if missing:
         return "corrupt", f"files missing: {', '.join(missing[:5])}"
     changed = sorted(rel for rel, sha in manifest.items() if file_sha256(folder / rel) != sha)
@@ -284,13 +286,7 @@ def _check_experts(folder: Path) -> tuple[str, str]:
     entries = info.get("expert_files")
     if not isinstance(entries, list) or not entries:
         return "corrupt", f"{EXPERTS_JSON} lists no expert files"
-    missing = sorted(e["file"] for e in entries if not (folder / e["file"]).is_file())
-    if missing:
-        return "corrupt", f"files missing: {', '.join(missing[:5])}"
-    changed = sorted(e["file"] for e in entries if file_sha256(folder / e["file"]) != e["sha256"])
-    if changed:
-        return "corrupt", f"files changed since written: {', '.join(changed[:5])}"
-    return "", ""
+    return _check_manifest(folder, {e["file"]: e["sha256"] for e in entries})
 
 
 _FOLDER_CHECKS = {"prior": _check_prior, "experts": _check_experts}
