@@ -20,5 +20,5 @@ def test_dry_run_jobs_are_unchanged(name):
 @pytest.mark.workflow
 def test_paper_grid_dry_run_jobs_are_unchanged():
     jobs = job_list("paper")
-    assert len(jobs) == 6198
+    assert len(jobs) == 6478
     assert jobs == golden("paper")

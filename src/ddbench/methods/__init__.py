@@ -5,6 +5,7 @@ from ddbench.methods import (  # noqa: F401  (registers the built-in kinds)
     diffsel,  # noqa: F401  (ddps, psr: selection with a diffusion prior)
     external,
     generative,
+    idm,  # noqa: F401  (improved distribution matching)
     matching,  # noqa: F401  (dc, dsa, mtt, datm)
     patches,
     synthesis,

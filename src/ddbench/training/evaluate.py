@@ -155,6 +155,34 @@ def protocol_for_set(
     return SetProtocol(engine, soft, notes)
 
 
+def decode_set(images, labels, soft_labels, attrs: dict, where: str):
+    """The images a student trains on for a set that records `decode_factor` f > 1.
+
+    Every stored image is cut into f × f parts, each upsampled bilinearly to full size
+    (`ddbench.methods.idm.partition_expand`, parts of image n in rows n·f² … (n+1)·f² − 1), and
+    each part takes its stored image's label (and soft label). A set without the attribute, or
+    with f = 1, is returned unchanged. Returns (images, labels, soft_labels, notes).
+    """
+    raw = attrs.get("decode_factor", 1)
+    try:
+        factor = int(raw)
+    except (TypeError, ValueError):
+        factor = -1
+    if factor < 1 or factor != raw:
+        raise DataFileError(f"{where}: decode_factor must be a positive integer, got {raw!r}")
+    if factor == 1:
+        return images, labels, soft_labels, {}
+    from ddbench.methods.idm import partition_expand
+
+    reps = factor * factor
+    decoded = partition_expand(images, factor).contiguous()
+    labels = labels.repeat_interleave(reps)
+    if soft_labels is not None:
+        soft_labels = soft_labels.repeat_interleave(reps, dim=0)
+    notes = {"decode_factor": factor, "stored_images": int(len(images))}
+    return decoded, labels, soft_labels, notes
+
+
 def evaluate_set(
     dataset_path: str | os.PathLike,
     condensed_path: str | os.PathLike | None,
@@ -208,6 +236,11 @@ def evaluate_set(
         source_params_sha = cset.config_sha256
         attrs = read_attrs(condensed_path, "condensed")
         resolved = protocol_for_set(protocol, cset, attrs, str(condensed_path))
+        images, labels, soft, decoded = decode_set(
+            images, labels, resolved.soft_labels, attrs, str(condensed_path)
+        )
+        if decoded:  # the student trains on the decoded images (IDM-style sets)
+            resolved = replace(resolved, soft_labels=soft, notes={**resolved.notes, **decoded})
     teachers = [load_teacher(p, data) for p in teacher_paths]
     set_determinism(seed, threads)
     student = make_model(student_spec, data)
