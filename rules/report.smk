@@ -453,5 +453,7 @@ rule figure_budget_curves:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        series=config["figures"].get("series", {}),
     script:
         "../scripts/figures.py"

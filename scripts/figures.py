@@ -85,7 +85,15 @@ def main():
         protocols = tables.protocol_params(m)
         sweeps = budget_sweeps(protocols)
         budgets = {p: protocols[p]["full_epochs"] for s in sweeps for p in s}
-        figures.plot_budget_curves(tables.aggregate(m), sweeps, budgets, ds, out.svg, out.png)
+        figures.plot_budget_curves(
+            tables.aggregate(m),
+            sweeps,
+            budgets,
+            ds,
+            out.svg,
+            out.png,
+            series=dict(smk.params.get("series") or {}),
+        )
     else:
         raise ValueError(f"scripts/figures.py does not draw rule {rule!r}")
     print(f"{rule}: done", file=sys.stderr)

@@ -30,6 +30,7 @@ CONFIGS = {
     "ddps": "config/studies/ddps.yaml",
     "psr": "config/studies/psr.yaml",
     "matching": "config/studies/matching.yaml",
+    "dsa_fidelity": "config/studies/dsa_fidelity.yaml",
     "scale": "config/scale.yaml",
 }
 _FILES = {

@@ -263,3 +263,45 @@ def test_method_variants_pick_the_one_each_cell_evaluates():
 
     with pytest.raises(ConfigError, match="variants"):
         _check_side(bad.a, "claims[0].a")
+
+
+def test_every_claim_reports_its_cells_verdicts_and_the_span_of_their_intervals(tmp_path):
+    """Two cells, one held and one inconclusive: the claim is inconclusive, the summary row
+    counts the cells' verdicts and its interval spans the two cells' intervals."""
+    accs = {  # per protocol: (random, herding) over seeds 0..2
+        "p1": ([70.0, 71.0, 70.5], [75.0, 76.0, 75.5]),  # +5 every seed: held
+        "p2": ([70.0, 71.0, 70.5], [72.0, 70.0, 71.5]),  # +2, -1, +1: inconclusive
+    }
+    paths = []
+    for protocol, (rnd, herd) in accs.items():
+        for method, values in (("random", rnd), ("herding", herd)):
+            for seed, acc in enumerate(values):
+                path = tmp_path / target_path("eval", dataset="d", protocol=protocol,
+                                              student="s", method=method, ipc=10, seed=seed)  # fmt: skip
+                write_json(path, {"dataset": "d", "protocol": protocol, "student": "s",
+                                  "method": method, "ipc": 10, "seed": seed, "accuracy": acc})  # fmt: skip
+                paths.append(path)
+    claims_file = tmp_path / "claims.yaml"
+    claims_file.write_text(
+        textwrap.dedent(
+            """\
+            claims:
+              - id: herding_beats_random
+                statement: herding is above random
+                source: hand-made
+                a: {method: herding}
+                b: {method: random}
+                direction: greater
+            """
+        )
+    )
+    config = {"methods": {"random": {"kind": "random"}, "herding": {"kind": "herding"}}}
+    result = write_claims_table(claims_file, paths, [], config, tmp_path / "claims")
+    cells = result[result["cell"] != "all"]
+    assert sorted(cells["verdict"]) == ["held", "inconclusive"]
+    row = result[result["cell"] == "all"].iloc[0]
+    assert row["verdict"] == "inconclusive" and row["cell_verdicts"] == "1 / 0 / 1"
+    assert row["ci_low"] == cells["ci_low"].min() and row["ci_high"] == cells["ci_high"].max()
+    assert row["effect"] == pytest.approx(np.mean([5.0, 2.0 / 3.0]))
+    md = (tmp_path / "claims.md").read_text()
+    assert "| 2 (1 / 0 / 1) |" in md and "span of its cells' 95 % intervals" in md

@@ -253,6 +253,21 @@ CATALOGUE: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ),
     ("exclude_empty_rule", _set("exclude", value=[{}]), ("exclude[0]", "{}")),
     (
+        "series_unknown_method",
+        _set("figures", value={"series": {"sel": ["herding", "nope"]}}),
+        ("figures.series.sel[1]", "'nope'"),
+    ),
+    (
+        "series_method_twice",
+        _set("figures", value={"series": {"a": ["herding"], "b": ["kcenter", "herding"]}}),
+        ("figures.series.b[1]", "'herding'", "series 'a'"),
+    ),
+    (
+        "series_named_after_another_method",
+        _set("figures", value={"series": {"random": ["herding", "kcenter"]}}),
+        ("figures.series.random", "series name"),
+    ),
+    (
         "fashion_mnist_missing_folder",
         _set(
             "datasets",

@@ -607,3 +607,25 @@ def test_figure_of_empty_or_partial_input_is_drawn_or_labelled(frames, tmp_path,
     draw(frames, svg, png)
     assert "<svg" in svg.read_text()[:2000] and _png_size(png)[0] > 50
     assert shown == ([label] if label else []), shown
+
+
+def test_budget_curve_series_join_per_budget_variants_and_refuse_a_shared_cell():
+    import pandas as pd
+
+    fig = _figures()
+    agg = pd.DataFrame(
+        {
+            "dataset": ["d"] * 4,
+            "protocol": ["hl_b05", "hl_b2", "hl_b05", "hl_b2"],
+            "student": ["s"] * 4,
+            "ipc": [10] * 4,
+            "method": ["cad_b05", "cad_b2", "random", "random"],
+            "accuracy_mean": [60.0, 65.0, 70.0, 72.0],
+        }
+    )
+    joined = fig.join_series(agg.copy(), {"cad": ["cad_b05", "cad_b2"]})
+    assert joined["method"].tolist() == ["cad", "cad", "random", "random"]
+    assert joined["accuracy_mean"].tolist() == agg["accuracy_mean"].tolist()
+    assert fig.join_series(agg.copy(), {})["method"].tolist() == agg["method"].tolist()
+    with pytest.raises(ValueError, match=r"figures.series.both: cell .*hl_b05"):
+        fig.join_series(agg.copy(), {"both": ["cad_b05", "random"]})

@@ -272,6 +272,7 @@ def validate_config(
     _check_methods(config)
     _check_protocols(config)
     _check_exclude(config)
+    _check_series(config)
     _check_quality(config)
     _check_tm_loss(config)
     if check_device:
@@ -518,6 +519,25 @@ def _check_protocols(config: dict) -> None:
             )
         if "rrc_scale" in spec:
             _check_range(spec["rrc_scale"], f"protocols.{name}.rrc_scale")
+
+
+def _check_series(config: dict) -> None:
+    """figures.series: every member a configured method, in at most one series."""
+    seen: dict[str, str] = {}
+    for name, members in config.get("figures", {}).get("series", {}).items():
+        if name in config["methods"] and name not in members:
+            raise ConfigError(
+                f"config error at figures.series.{name}: the series name is a configured method "
+                "that is not in the series; name the series differently"
+            )
+        for i, method in enumerate(members):
+            _require(config, "methods", method, f"figures.series.{name}[{i}]")
+            if method in seen:
+                raise ConfigError(
+                    f"config error at figures.series.{name}[{i}]: {method!r} is already in "
+                    f"series {seen[method]!r}"
+                )
+            seen[method] = name
 
 
 def _check_exclude(config: dict) -> None:

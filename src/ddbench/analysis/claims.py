@@ -327,6 +327,12 @@ def _row(claim: Claim, cell: dict | None, n: int, mean, lo, hi, result: str) -> 
     }
 
 
+def cell_verdict_counts(cell_rows: list[dict]) -> str:
+    """'held / not held / inconclusive' counts of a claim's cells, e.g. '2 / 1 / 1'."""
+    verdicts = [r["verdict"] for r in cell_rows]
+    return " / ".join(str(verdicts.count(v)) for v in ("held", "not held", "inconclusive"))
+
+
 def _aggregate_row(claim: Claim, per_cell: list, rows: list[dict]) -> dict:
     if not per_cell:
         row = _row(claim, None, 0, math.nan, math.nan, math.nan, "not tested")
@@ -367,6 +373,8 @@ def _aggregate_row(claim: Claim, per_cell: list, rows: list[dict]) -> dict:
             result,
         )
     row["cells"] = len(per_cell)
+    mine = [r for r in rows if r["claim"] == claim.id]
+    row["cell_verdicts"] = cell_verdict_counts(mine) if mine else ""
     row["statement"] = claim.statement
     row["source"] = claim.source
     row["aggregate"] = claim.aggregate
@@ -436,22 +444,40 @@ def _counts_note(summary: pd.DataFrame) -> str:
     )
 
 
+CELLS_HEADER = "cells (held / not held / inconclusive)"
+INTERVAL_NOTE = (
+    "Effect and 95 % CI of an `every` claim: the mean of its cells' effects, and the span of "
+    "its cells' 95 % intervals (lowest lower bound, highest upper bound); its verdict is the "
+    "rule over the cells, whose counts are given. An `average` claim's effect and interval are "
+    "those of the seed-paired differences averaged over its cells."
+)
+
+
+def _cells_text(r: dict) -> str:
+    """The cells column: how many, and per-cell verdicts (`every`) or 'averaged'."""
+    if not r["cells"] or r["verdict"] == "not tested":
+        return str(r["cells"] or 0)
+    if r.get("aggregate") == "average":
+        return f"{r['cells']} (averaged)"
+    return f"{r['cells']} ({r.get('cell_verdicts', '')})"
+
+
 def render_markdown(result: pd.DataFrame) -> str:
     summary = _summary(result)
     lines = [
         f"# {HEADING}",
         "",
-        "| claim | statement | source | cells | seeds | effect | 95 % CI | verdict |",
+        f"| claim | statement | source | {CELLS_HEADER} | seeds | effect | 95 % CI | verdict |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in summary.to_dict("records"):
         ci = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
         fig = f" ([figure]({r['figure']}))" if r["figure"] else ""
         lines.append(
-            f"| {r['claim']} | {r['statement']}{fig} | {r['source']} | {r['cells']} | "
+            f"| {r['claim']} | {r['statement']}{fig} | {r['source']} | {_cells_text(r)} | "
             f"{r['seeds']} | {_fmt(r['effect'])} | {ci} | **{r['verdict']}** |"
         )
-    return "\n".join([*lines, "", _counts_note(summary), ""])
+    return "\n".join([*lines, "", _counts_note(summary), "", INTERVAL_NOTE, ""])
 
 
 def render_html(result: pd.DataFrame) -> str:
@@ -459,7 +485,16 @@ def render_html(result: pd.DataFrame) -> str:
     esc = html_lib.escape
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("claim", "statement", "source", "cells", "seeds", "effect", "95 % CI", "verdict")
+        for h in (
+            "claim",
+            "statement",
+            "source",
+            CELLS_HEADER,
+            "seeds",
+            "effect",
+            "95 % CI",
+            "verdict",
+        )  # fmt: skip
     )
     body = []
     for r in summary.to_dict("records"):
@@ -472,7 +507,7 @@ def render_html(result: pd.DataFrame) -> str:
                     r["claim"],
                     r["statement"],
                     r["source"],
-                    r["cells"],
+                    _cells_text(r),
                     r["seeds"],
                     _fmt(r["effect"]),
                     ci,
@@ -483,7 +518,7 @@ def render_html(result: pd.DataFrame) -> str:
     return (
         f"<html><head><meta charset='utf-8'><title>{HEADING}</title></head><body>"
         f"<h2>{HEADING}</h2><table border='1' cellpadding='4'><tr>{head}</tr>{''.join(body)}"
-        f"</table><p>{esc(_counts_note(summary))}</p></body></html>\n"
+        f"</table><p>{esc(_counts_note(summary))}</p><p>{esc(INTERVAL_NOTE)}</p></body></html>\n"
     )
 
 
@@ -494,13 +529,13 @@ def render_latex(result: pd.DataFrame) -> str:
     lines = [
         "\\begin{tabular}{llrrrl}",
         "\\toprule",
-        "claim & source & cells & effect & 95\\,\\% CI & verdict \\\\",
+        "claim & source & cells (h/n/i) & effect & 95\\,\\% CI & verdict \\\\",
         "\\midrule",
     ]
     for r in summary.to_dict("records"):
         ci = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
         lines.append(
-            f"{tex_escape(r['claim'])} & {tex_escape(r['source'])} & {r['cells']} & "
+            f"{tex_escape(r['claim'])} & {tex_escape(r['source'])} & {_cells_text(r)} & "
             f"{_fmt(r['effect'])} & {ci} & {tex_escape(r['verdict'])} \\\\"
         )
     lines += ["\\bottomrule", "\\end{tabular}", ""]

@@ -785,6 +785,22 @@ def plot_teacher_student(ts: pd.DataFrame, dataset: str, svg=None, png=None) -> 
     save_figure(fig, svg, png)
 
 
+def join_series(part: pd.DataFrame, series: dict[str, list[str]]) -> pd.DataFrame:
+    """Rename the methods of each series to its name; refuse a cell holding two of them."""
+    for name, members in series.items():
+        mine = part["method"].isin(members)
+        keys = [k for k in ("dataset", "protocol", "student", "ipc") if k in part.columns]
+        clash = part[mine].groupby(keys)["method"].nunique()
+        if (clash > 1).any():
+            cell = dict(zip(keys, clash[clash > 1].index[0], strict=True))
+            raise ValueError(
+                f"figures.series.{name}: cell {cell} evaluates more than one of {members}; "
+                "a series joins variants that are each evaluated in different cells"
+            )
+        part.loc[mine, "method"] = name
+    return part
+
+
 def plot_budget_curves(
     agg: pd.DataFrame,
     sweeps: list[list[str]],
@@ -792,9 +808,16 @@ def plot_budget_curves(
     dataset: str,
     svg=None,
     png=None,
+    series: dict[str, list[str]] | None = None,
 ) -> None:
-    """Accuracy against the compute budget (full-set epochs, log x) for every protocol sweep."""
-    part = agg[(agg["dataset"] == dataset) & (agg["method"] != REFERENCE)].copy()
+    """Accuracy against the compute budget (full-set epochs, log x) for every protocol sweep.
+
+    `series` (config `figures.series`): NAME -> methods drawn as one line called NAME, e.g.
+    the per-budget variants of one method, each evaluated only at its own budget.
+    """
+    part = join_series(
+        agg[(agg["dataset"] == dataset) & (agg["method"] != REFERENCE)].copy(), series or {}
+    )
     rows = []
     for i, names in enumerate(sweeps):
         sel = part[part["protocol"].isin(names)].copy()
