@@ -14,6 +14,7 @@ def main():
 
     from ddbench.analysis.claims import write_claims_table
     from ddbench.config import validate_config
+    from ddbench.workflow.plan import Plan
 
     config = validate_config(copy.deepcopy(smk.config), read_sources=False, check_device=False)
     result = write_claims_table(
@@ -22,6 +23,7 @@ def main():
         list(smk.input.quality),
         config,
         str(smk.output.csv)[: -len(".csv")],
+        figures={Path(p).name for p in Plan(config).figure_targets()},  # what this grid draws
     )
     summary = result[result["cell"] == "all"]
     for row in summary.itertuples():

@@ -292,11 +292,18 @@ def test_every_claim_reports_its_cells_verdicts_and_the_span_of_their_intervals(
                 a: {method: herding}
                 b: {method: random}
                 direction: greater
+                figure: budget_curves
             """
         )
     )
     config = {"methods": {"random": {"kind": "random"}, "herding": {"kind": "herding"}}}
-    result = write_claims_table(claims_file, paths, [], config, tmp_path / "claims")
+    # a grid that does not draw the claim's figure gets no link to it
+    write_claims_table(claims_file, paths, [], config, tmp_path / "claims", figures=set())
+    assert "[figure]" not in (tmp_path / "claims.md").read_text()
+    result = write_claims_table(
+        claims_file, paths, [], config, tmp_path / "claims", figures={"d-budget_curves.png"}
+    )
+    assert "([figure](../figures/d-budget_curves.png))" in (tmp_path / "claims.md").read_text()
     cells = result[result["cell"] != "all"]
     assert sorted(cells["verdict"]) == ["held", "inconclusive"]
     row = result[result["cell"] == "all"].iloc[0]

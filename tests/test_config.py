@@ -641,3 +641,38 @@ def test_default_and_paper_configs_name_every_method_family() -> None:
             "gen",
             "psr",
         } <= kinds, name
+
+
+def _shared_folder_groups() -> list[list[Path]]:
+    """Study configs whose datasets are identical (same names and parameters): such studies
+    can share one working directory, since their dataset files are the same."""
+    groups: dict[str, list[Path]] = {}
+    for path in sorted((SMOKE_PATH.parent / "studies").glob("*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        groups.setdefault(repr(sorted(config["datasets"].items())), []).append(path)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+@pytest.mark.parametrize(
+    "paths", _shared_folder_groups(), ids=lambda g: "+".join(p.stem for p in g)
+)
+def test_studies_on_the_same_data_never_reuse_a_name_for_other_parameters(paths):
+    """A method, teacher, scorer, expert set or prior named alike in two such studies has the
+    same parameters, so running one study in the other's folder reuses its targets instead of
+    overwriting them (Snakemake would recompute, and the two studies would keep replacing each
+    other's sets)."""
+    sections = ("methods", "teachers", "scorers", "experts", "priors", "students")
+    seen: dict[tuple[str, str], tuple[str, dict]] = {}
+    for path in paths:
+        config = yaml.safe_load(path.read_text())
+        for section in sections:
+            for name, spec in (config.get(section) or {}).items():
+                key = (section, name)
+                if key in seen:
+                    other, before = seen[key]
+                    assert spec == before, (
+                        f"{section}.{name} differs between {other} and {path.name}: "
+                        f"{before} vs {spec}"
+                    )
+                else:
+                    seen[key] = (path.name, spec)

@@ -548,8 +548,13 @@ def write_claims_table(
     quality_paths: list[str | os.PathLike],
     config: dict,
     stem: str | os.PathLike,
+    figures: set[str] | None = None,
 ) -> pd.DataFrame:
-    """Judge every claim of `claims_path` on the collected results; write stem.{csv,md,tex,html}."""
+    """Judge every claim of `claims_path` on the collected results; write stem.{csv,md,tex,html}.
+
+    `figures`: the file names of the figures this grid draws; a claim's figure link is kept
+    only when its figure is among them (None keeps every link).
+    """
     from ddbench.analysis.tables import _records
 
     claims = load_claims(claims_path)
@@ -557,6 +562,9 @@ def write_claims_table(
     quality = list(_records(list(quality_paths)))
     kinds = {name: spec["kind"] for name, spec in config["methods"].items()}
     result = judge(claims, metric_table(evals, quality), kinds)
+    if figures is not None:
+        drawn = result["figure"].map(lambda f: isinstance(f, str) and Path(f).name in figures)
+        result.loc[~drawn, "figure"] = ""
     result["cells"] = result["cells"].astype("Int64")
     stem = str(stem)
     with atomic_path(f"{stem}.csv") as tmp:
