@@ -312,3 +312,44 @@ def test_every_claim_reports_its_cells_verdicts_and_the_span_of_their_intervals(
     assert row["effect"] == pytest.approx(np.mean([5.0, 2.0 / 3.0]))
     md = (tmp_path / "claims.md").read_text()
     assert "| 2 (1 / 0 / 1) |" in md and "span of its cells' 95 % intervals" in md
+
+
+def test_a_selector_whose_only_candidate_is_the_other_side_is_not_tested(tmp_path):
+    """@best_coreset against random in a grid whose only coreset is random would compare
+    random with itself (effect 0, interval [0, 0], 'held'): that cell is not tested."""
+    paths = []
+    for method, accs in (("random", [50.0, 52.0, 51.0]), ("gen", [40.0, 41.0, 39.0])):
+        for seed, acc in enumerate(accs):
+            path = tmp_path / target_path("eval", dataset="d", protocol="sl", student="s",
+                                          method=method, ipc=1, seed=seed)  # fmt: skip
+            write_json(path, {"dataset": "d", "protocol": "sl", "student": "s", "method": method,
+                              "ipc": 1, "seed": seed, "accuracy": acc})  # fmt: skip
+            paths.append(path)
+    claims_file = tmp_path / "claims.yaml"
+    claims_file.write_text(
+        textwrap.dedent(
+            """\
+            claims:
+              - id: best_coreset_near_random
+                statement: the best coreset is within 1 point of random
+                source: hand-made
+                a: {method: "@best_coreset"}
+                b: {method: random}
+                direction: within
+                margin: 1.0
+              - id: gen_below_best_coreset
+                statement: the best distilled set is below the best coreset
+                source: hand-made
+                a: {method: "@best_distilled"}
+                b: {method: "@best_coreset"}
+                direction: less
+            """
+        )
+    )
+    config = {"methods": {"random": {"kind": "random"}, "gen": {"kind": "gen"}}}
+    result = write_claims_table(claims_file, paths, [], config, tmp_path / "claims")
+    summary = result[result["cell"] == "all"].set_index("claim")
+    assert summary.loc["best_coreset_near_random", "verdict"] == "not tested"
+    # a selector against another selector still reads random as the best coreset
+    assert summary.loc["gen_below_best_coreset", "verdict"] == "held"
+    assert summary.loc["gen_below_best_coreset", "effect"] == pytest.approx(-11.0)

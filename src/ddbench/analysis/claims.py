@@ -9,7 +9,10 @@ seed:
   the protocols of its budget; a cell holding two of them is an error);
 - `method: "@best_coreset"` — the coreset method (kinds random, herding, kcenter, el2n,
   forgetting, cad_prune) with the best mean in the cell, per seed; `"@best_distilled"` /
-  `"@worst_distilled"` — the distilled (non-coreset) method with the best / worst mean;
+  `"@worst_distilled"` — the distilled (non-coreset) method with the best / worst mean; a
+  selector whose only candidate in a cell is the method the other side names (e.g.
+  `@best_coreset` against `random` in a grid whose only coreset is random) would compare that
+  method with itself, so the cell is not tested;
 - `spread: [NAMES] | all` — the largest minus the smallest metric over those methods, per seed;
 - `value: X` — a constant;
 
@@ -210,10 +213,24 @@ def _check_side(side: Any, where: str) -> None:
 
 
 # ------------------------------------------------------------------ judging
+def _plain_method(side: dict) -> str | None:
+    """The one method a side names outright (not a selector, a list or a spread), else None."""
+    name = side.get("method")
+    return name if isinstance(name, str) and not name.startswith("@") else None
+
+
 def _side_values(
-    side: dict, cell: dict, table: pd.DataFrame, kinds: dict[str, str]
+    side: dict,
+    cell: dict,
+    table: pd.DataFrame,
+    kinds: dict[str, str],
+    against: str | None = None,
 ) -> dict[int, float]:
-    """seed -> the side's number in `cell` (the side's cell overrides applied)."""
+    """seed -> the side's number in `cell` (the side's cell overrides applied).
+
+    `against`: the method the other side names outright; a selector whose only candidate in
+    the cell is that method would compare it with itself, so the side is empty there.
+    """
     if "value" in side:
         return {int(s): float(side["value"]) for s in table["seed"].unique()}
     target = {k: cell[k] for k in CELL_KEYS}
@@ -247,7 +264,7 @@ def _side_values(
             pool = [m for m in pool if kinds.get(m) != "external"]
             if name not in ("@best_coreset", "@best_distilled", "@worst_distilled"):
                 raise ConfigError(f"unknown method selector {name!r}")
-            if not pool:
+            if not pool or pool == [against]:
                 return {}
             means = by[pool].mean()
             name = means.idxmin() if name == "@worst_distilled" else means.idxmax()
@@ -289,8 +306,8 @@ def judge(claims: list[Claim], table: pd.DataFrame, kinds: dict[str, str]) -> pd
         for cell in cells.to_dict("records"):
             if not _matches(claim.where, cell):
                 continue
-            a = _side_values(claim.a, cell, metric_rows, kinds)
-            b = _side_values(claim.b, cell, metric_rows, kinds)
+            a = _side_values(claim.a, cell, metric_rows, kinds, _plain_method(claim.b))
+            b = _side_values(claim.b, cell, metric_rows, kinds, _plain_method(claim.a))
             seeds = sorted(set(a) & set(b))
             if not seeds:
                 continue
