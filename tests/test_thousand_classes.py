@@ -75,7 +75,7 @@ def test_config_has_the_cap_with_default_10():
     config = validate_config(
         load_config("config/smoke.yaml"), read_sources=False, check_device=False
     )
-    assert config["figures"] == {"max_classes": CAP}
+    assert config["figures"] == {"max_classes": CAP, "series": {}}
     config = load_config("config/smoke.yaml")
     config["figures"] = {"max_classes": 0}
     with pytest.raises(ConfigError, match="max_classes"):
