@@ -170,6 +170,31 @@ def test_experts_folder_layout_and_init(experts):
     assert not list(experts.parent.glob(".*.tmp")), "temporary folder left behind"
 
 
+def test_unflatten_views_keep_the_gradient_of_every_parameter(experts):
+    """The functional forward of the TM loss runs on unflatten's views of one flat vector:
+    the gradient w.r.t. the flat vector must equal the model's own per-parameter gradients,
+    concatenated in parameter order."""
+    ex = load_experts(experts, dataset="tiny")
+    data = _data()
+    model = ex.make_model(data)
+    ex.load_into(model, ex.params(0, 1))
+    from ddbench.data.datasets import to_float_chw
+
+    x = torch.as_tensor(to_float_chw(np.asarray(data.train_images[:6])))
+    y = torch.as_tensor(data.train_labels[:6]).long()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    want = torch.cat([q.grad.reshape(-1) for q in model.parameters()])
+
+    flat = torch.from_numpy(ex.params(0, 1)).requires_grad_(True)
+    views = ex.unflatten(flat)
+    assert list(views) == [n for n, _ in model.named_parameters()]
+    out = torch.func.functional_call(model, views, (x,))
+    (got,) = torch.autograd.grad(torch.nn.functional.cross_entropy(out, y), flat)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="flat vector has"):
+        ex.unflatten(flat[:-1])
+
+
 def test_experts_are_reproducible(experts, tmp_path):
     again = tmp_path / "ex"
     build_experts(_data(), "ex", EXPERT_SPEC, again)

@@ -327,3 +327,65 @@ def test_dry_run_schedules_a_tm_loss_job_per_condensed_set():
     from dag_jobs import golden
 
     assert not [line for line in golden("smoke") if "tm_loss" in line]
+
+
+def test_spearman_interval_known_values():
+    import math
+
+    lo, hi = tm.spearman_interval(0.5, 13)
+    half = 1.959964 * math.sqrt(1.06 / 10)
+    assert lo == pytest.approx(math.tanh(math.atanh(0.5) - half), abs=1e-6)
+    assert hi == pytest.approx(math.tanh(math.atanh(0.5) + half), abs=1e-6)
+    assert lo == pytest.approx(-0.0887, abs=1e-3) and hi == pytest.approx(0.8302, abs=1e-3)
+    # too few points for an interval; a perfect rank correlation has no spread to widen
+    assert all(math.isnan(v) for v in tm.spearman_interval(0.9, 3))
+    assert tm.spearman_interval(-1.0, 8) == (-1.0, -1.0)
+
+
+def test_correlations_within_each_ipc_and_pooled(tmp_path):
+    """Within each IPC, lower loss goes with *lower* accuracy; across IPCs the larger sets
+    have both lower loss and higher accuracy, so the pooled sign flips. The table must show
+    both, and say which is which."""
+    rows = []
+    for ipc, base_loss, base_acc in ((1, 2.0, 30.0), (10, 1.0, 70.0)):
+        for i in range(5):
+            rows.append(
+                {
+                    "dataset": "d",
+                    "experts": "conv",
+                    "model": "convnet-d3-w16-in",
+                    "method": f"m{i}",
+                    "ipc": ipc,
+                    "start_epoch": "mean",
+                    "loss_mean": base_loss + 0.1 * i,
+                    "accuracy_mean": base_acc + 2.0 * i,
+                }
+            )
+    points = pd.DataFrame(rows)
+    corr = tm.correlation_summary(points).set_index("scope")
+    assert list(corr.index) == ["IPC 1", "IPC 10", "all IPCs"]
+    assert corr.loc["IPC 1", "spearman"] == pytest.approx(1.0)
+    assert corr.loc["IPC 10", "n"] == 5
+    assert corr.loc["all IPCs", "spearman"] < 0 and corr.loc["all IPCs", "n"] == 10
+    lo, hi = corr.loc["all IPCs", ["spearman_lo", "spearman_hi"]]
+    assert lo < corr.loc["all IPCs", "spearman"] < hi
+    # the figure's title gives the pooled ρ and the within-IPC ones
+    points = points.assign(loss_std=0.0, accuracy_std=0.0)
+    svg, png = tmp_path / "f.svg", tmp_path / "f.png"
+    title = tm.plot_tm_loss_vs_accuracy(points, "d", "hl", "convnet", svg, png)["conv"]
+    pooled = corr.loc["all IPCs", "spearman"]
+    assert f"Spearman ρ = {pooled:+.2f}" in title
+    assert "within IPC: 1: ρ = +1.00, 10: ρ = +1.00" in title
+
+
+def test_table_has_the_correlation_block(tmp_path):
+    frame, accuracy = _hand_table()
+    summary = tm.tm_loss_summary(frame, accuracy)
+    from ddbench.analysis.tables import write_table_stem
+
+    write_table_stem(tmp_path / "tm_loss", summary, tm.tm_loss_blocks(summary, "hl", "s"), "TM")
+    md = (tmp_path / "tm_loss.md").read_text()
+    block = md.split("correlation of TM loss with accuracy")[1]
+    assert "conv (convnet-d3-w16-in)" in block and "res (timm:resnet18)" in block
+    # one IPC in the hand table: no pooled column; ρ = -0.80 as in the figure test
+    assert "IPC 1 (n = 4)" in block and "all IPCs" not in block and "-0.80" in block

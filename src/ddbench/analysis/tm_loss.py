@@ -345,6 +345,9 @@ def tm_loss_blocks(summary, protocol: str, student: str) -> list:
                 ),
             )
         )
+    corr = correlation_summary(figure_points(summary))
+    for ds in sorted(corr["dataset"].unique()):
+        blocks.append(correlation_block(corr, ds))
     for ds, part in summary.drop_duplicates(["dataset", "method", "ipc"]).groupby("dataset"):
         blocks.append(
             Block(
@@ -391,6 +394,84 @@ def correlations(x, y) -> tuple[float, float]:
     return float(stats.spearmanr(x, y)[0]), float(stats.pearsonr(x, y)[0])
 
 
+def spearman_interval(rho: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Approximate confidence interval of a Spearman ρ from n points: Fisher's z with the
+    standard error sqrt(1.06 / (n - 3)) of Fieller, Hartley & Pearson (1957). NaN when n < 4
+    or ρ is NaN; |ρ| = 1 gives a degenerate interval at ρ."""
+    from scipy import stats
+
+    if n < 4 or not np.isfinite(rho):
+        return float("nan"), float("nan")
+    if abs(rho) >= 1.0:
+        return float(rho), float(rho)
+    z = np.arctanh(rho)
+    half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(1.06 / (n - 3))
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
+def correlation_summary(points):
+    """Per dataset and expert architecture, the correlation of TM loss (mean over start
+    epochs) with accuracy over the (method, IPC) points of `figure_points`: within each IPC
+    (methods compared at one budget) and pooled over IPCs (what the figure's titles show).
+    Columns: dataset, experts, model, scope, n, spearman, spearman_lo, spearman_hi, pearson."""
+    import pandas as pd
+
+    cols = ["dataset", "experts", "model", "scope", "n"]
+    cols += ["spearman", "spearman_lo", "spearman_hi", "pearson"]
+    rows = []
+    part = points.dropna(subset=["loss_mean", "accuracy_mean"])
+    for (ds, name), sel in part.groupby(["dataset", "experts"], sort=True):
+        scopes = [(f"IPC {int(i)}", g) for i, g in sel.groupby(sel["ipc"].astype(int))]
+        if len(scopes) > 1:
+            scopes.append(("all IPCs", sel))
+        for scope, g in scopes:
+            rho, r = correlations(g["loss_mean"], g["accuracy_mean"])
+            lo, hi = spearman_interval(rho, len(g))
+            rows.append([ds, name, sel["model"].iloc[0], scope, len(g), rho, lo, hi, r])
+    return pd.DataFrame(rows, columns=cols)
+
+
+def correlation_block(corr, dataset: str):
+    """The correlation table of one dataset (rows: expert architecture; columns: scope ×
+    statistic)."""
+    from ddbench.analysis.tables import Block
+
+    part = corr[corr["dataset"] == dataset]
+    stats_ = [
+        ("spearman", "Spearman ρ"),
+        ("spearman_lo", "ρ 95 % low"),
+        ("spearman_hi", "ρ 95 % high"),
+        ("pearson", "Pearson r"),
+    ]
+    scopes = list(dict.fromkeys(part["scope"]))
+    table = {}
+    for scope in scopes:
+        ns = sorted({int(n) for n in part.loc[part["scope"] == scope, "n"]})
+        n_text = str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+        head = f"{scope} (n = {n_text})"
+        for key, label in stats_:
+            table[(head, label)] = {
+                f"{row.experts} ({row.model})": getattr(row, key)
+                for row in part[part["scope"] == scope].itertuples(index=False)
+            }
+    import pandas as pd
+
+    mean = pd.DataFrame(table)
+    if not mean.empty:
+        mean.columns = pd.MultiIndex.from_tuples(mean.columns)
+    return Block(
+        title=f"{dataset} · correlation of TM loss with accuracy",
+        mean=mean,
+        better=None,
+        digits=2,
+        row_header="experts",
+        note="over (method, IPC) points, TM loss = mean over start epochs and seeds; a "
+        "negative ρ means lower TM loss goes with higher accuracy. Within one IPC the "
+        "methods are compared at one budget; pooled over IPCs the IPC itself drives much of "
+        "the correlation. The ρ interval is Fisher's z with se = sqrt(1.06 / (n − 3)).",
+    )
+
+
 def _fmt_r(v: float) -> str:
     return "n/a" if not np.isfinite(v) else f"{v:+.2f}"
 
@@ -435,6 +516,12 @@ def plot_tm_loss_vs_accuracy(
             f"{name} ({sel['model'].iloc[0]})\n"
             f"Spearman ρ = {_fmt_r(rho)}, Pearson r = {_fmt_r(r)} (n = {len(sel)})"
         )
+        by_ipc = sel.groupby(sel["ipc"].astype(int))
+        if by_ipc.ngroups > 1:  # within one IPC: methods at one budget
+            title += "\nwithin IPC: " + ", ".join(
+                f"{i}: ρ = {_fmt_r(correlations(g['loss_mean'], g['accuracy_mean'])[0])}"
+                for i, g in by_ipc
+            )
         titles[name] = title
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("TM loss (mean over start epochs)")
