@@ -289,3 +289,85 @@ def test_evaluation_trains_on_the_decoded_images(tmp_path):
     assert out[1]["n_train"] == 80 and out[1]["decode_factor"] == 2
     assert out[1]["stored_images"] == 20
     assert (out[0]["steps"], out[1]["steps"]) == (6, 20)  # 2 epochs: ceil(20 / 8), 80 / 8
+
+
+def _decoded_pair(tmp_path, data_path, data):
+    """(set recording decode_factor 2, the same set stored already decoded) on digits, saved
+    at their workflow paths (the TM-loss target checks its cell against them)."""
+    from ddbench.methods.base import CondensedSet
+    from ddbench.workflow import target_path
+
+    base = get_method_class("random")().condense(Context(data=data, dataset="digits"), 2, 0)
+    base.method = "random"
+    decoded_path = tmp_path / target_path("condensed", dataset="digits", method="m", ipc=2, seed=0)
+    plain_path = tmp_path / target_path("condensed", dataset="digits", method="m", ipc=8, seed=0)
+    images = partition_expand(torch.from_numpy(base.images), 2).numpy()
+    plain = CondensedSet(
+        images=np.ascontiguousarray(images),
+        labels=np.repeat(base.labels, 4),
+        method="m",
+        kind="random",
+        params={},
+        ipc=8,
+        dataset="digits",
+    )
+    base.method = "m"
+    base.extra_attrs = {"decode_factor": 2}
+    for cs, path in ((base, decoded_path), (plain, plain_path)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cs.save(path, created_by="test", seed=0)
+    return decoded_path, plain_path
+
+
+@pytest.fixture(scope="module")
+def digits_file(tmp_path_factory):
+    from ddbench.data.datasets import load_dataset, prepare_dataset
+
+    path = tmp_path_factory.mktemp("digits") / "digits.h5"
+    prepare_dataset("digits", {"kind": "digits"}, path)
+    return path, load_dataset(path)
+
+
+def test_tm_loss_matches_the_decoded_images(tmp_path, digits_file):
+    """The TM loss of a set recording decode_factor 2 is that of its decoded images stored
+    plainly (the images its students train on), not of the stored mosaics."""
+    from ddbench.analysis import tm_loss as tm
+    from ddbench.stages.experts import build_experts
+    from ddbench.workflow import target_path
+
+    path, data = digits_file
+    experts = {"conv": tmp_path / "experts" / "conv"}
+    spec = {"model": "convnet-d1-w4-none", "n_experts": 1, "epochs": 2, "batch_size": 64}
+    build_experts(data, "conv", {**spec, "lr": 0.05, "dsa": False}, experts["conv"])
+    decoded, plain = _decoded_pair(tmp_path, path, data)
+    run = {"start_epochs": [0], "syn_steps": 3, "expert_epochs": 1, "batch": 16}
+    out = {
+        ipc: tmp_path / target_path("tm_loss", dataset="digits", method="m", ipc=ipc, seed=0)
+        for ipc in (2, 8)
+    }
+    got = tm.compute_tm_loss(data, decoded, experts, out[2], spec=run, seed=0)
+    want = tm.compute_tm_loss(data, plain, experts, out[8], spec=run, seed=0)
+    assert got["decode_factor"] == 2 and got["n_matched_images"] == 80 == want["n_matched_images"]
+    assert got["n_condensed"] == 20
+    assert [r["loss"] for r in got["losses"]] == [r["loss"] for r in want["losses"]]
+
+
+def test_quality_judges_the_decoded_images(tmp_path, digits_file):
+    from ddbench.analysis.quality import compute_quality
+    from ddbench.stages.features import extract_features
+    from ddbench.stages.teachers import train_teacher
+
+    path, data = digits_file
+    teacher = tmp_path / "teacher.pt"
+    spec = {"model": "convnet-d1-w8-in", "epochs": 1}
+    train_teacher(path, "t", spec, teacher, tmp_path / "teacher.json", device="cpu", threads=1)
+    feats = tmp_path / "features.h5"
+    extract_features(path, teacher, "t", feats, device="cpu", threads=1)
+    decoded, plain = _decoded_pair(tmp_path, path, data)
+    got, want = (
+        compute_quality(path, feats, teacher, cs, "t", tmp_path / f"{n}.json", tmp_path / f"{n}.h5")
+        for n, cs in (("decoded", decoded), ("plain", plain))
+    )
+    assert got["decode_factor"] == 2 and got["n_judged_images"] == 80 and got["n_condensed"] == 20
+    for key in ("precision", "recall", "density", "coverage", "mmd2"):
+        assert got[key] == pytest.approx(want[key], abs=1e-6), key

@@ -350,8 +350,21 @@ def compute_quality(
     cset = CondensedSet.load(
         condensed_path, data.num_classes, (data.in_chans, data.image_size, data.image_size)
     )
+    # the images a student trains on: a set recording decode_factor f (IDM) is judged on its
+    # f x f upsampled parts, each with its stored image's label, as evaluate_set trains on them
+    from ddbench.data.h5io import read_attrs
+    from ddbench.training.evaluate import decode_set
+
+    images, labels, _, decoded = decode_set(
+        torch.from_numpy(cset.images),
+        torch.from_numpy(np.asarray(cset.labels, dtype=np.int64)),
+        None,
+        read_attrs(condensed_path, "condensed"),
+        str(condensed_path),
+    )
+    fake_pixels, fake_labels = images.numpy(), labels.numpy()
     model = load_teacher(teacher_path, data).to(resolve_device(device))
-    fake_feats = embed(model, torch.from_numpy(cset.images)).numpy().astype(np.float32)
+    fake_feats = embed(model, images).numpy().astype(np.float32)
     if fake_feats.shape[1] != real_feats.shape[1]:
         raise ValueError(
             f"{features_path}: feature dimension {real_feats.shape[1]} differs from the teacher's "
@@ -364,8 +377,8 @@ def compute_quality(
             real_pixels=data.train_images,  # read one class at a time (streamed when large)
             real_pixels_nhwc=True,
             fake_features=fake_feats,
-            fake_labels=cset.labels,
-            fake_pixels=cset.images,
+            fake_labels=fake_labels,
+            fake_pixels=fake_pixels,
             num_classes=data.num_classes,
         ),
         k=k,
@@ -382,6 +395,8 @@ def compute_quality(
         "max_real_per_class": max_real_per_class,
         "feature_dim": int(fake_feats.shape[1]),
         "n_condensed": int(len(cset.labels)),
+        "decode_factor": int(decoded.get("decode_factor", 1)),
+        "n_judged_images": int(len(fake_labels)),
         "classes": list(data.classes),
         **metrics,
         "definitions": {
@@ -399,7 +414,7 @@ def compute_quality(
     write_h5(
         out_features,
         "features",
-        {"features": fake_feats, "labels": cset.labels.astype(np.int64)},
+        {"features": fake_feats, "labels": fake_labels.astype(np.int64)},
         created_by="ddbench.analysis.quality.compute_quality",
         params=params,
         seed=seed,

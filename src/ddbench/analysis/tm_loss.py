@@ -131,8 +131,21 @@ def compute_tm_loss(
     }
     check_identity(out_json, identity)  # before the work: a misfiled output is refused at once
     y_np, labels_used = set_targets(cset, spec["labels"])
-    images = torch.from_numpy(cset.images).to(dev)
-    targets = torch.from_numpy(y_np).to(dev)
+    # the images a student trains on: a set recording decode_factor f (IDM) is matched on its
+    # f x f upsampled parts, each with its stored image's label, as evaluate_set trains on them
+    from ddbench.data.h5io import read_attrs
+    from ddbench.training.evaluate import decode_set
+
+    soft = labels_used == "soft"
+    images, hard_y, soft_y, decoded = decode_set(
+        torch.from_numpy(cset.images),
+        torch.from_numpy(np.asarray(cset.labels, dtype=np.int64)),
+        torch.from_numpy(y_np) if soft else None,
+        read_attrs(condensed_path, "condensed"),
+        str(condensed_path),
+    )
+    images = images.to(dev)
+    targets = (soft_y if soft else hard_y).to(dev)
     M, N = int(spec["expert_epochs"]), int(spec["syn_steps"])
     rows, architectures = [], {}
     for name, folder in experts.items():
@@ -205,6 +218,8 @@ def compute_tm_loss(
         **identity,
         "labels_used": labels_used,
         "n_condensed": int(len(cset.labels)),
+        "decode_factor": int(decoded.get("decode_factor", 1)),
+        "n_matched_images": int(len(images)),
         "params": params,
         "architectures": architectures,
         "losses": rows,
