@@ -545,7 +545,10 @@ def plot_tm_loss_vs_accuracy(
 
     handles = [Line2D([], [], color=c, marker="o", ls="", label=m) for m, c in palette.items()]
     handles += [
-        Line2D([], [], color="grey", marker=markers[i], ls="", label=f"IPC {i}") for i in ipcs
+        Line2D(  # hollow black: marker shape only, not a method colour
+            [], [], color="black", mfc="none", marker=markers[i], ls="", label=f"IPC {i}"
+        )
+        for i in ipcs
     ]
     axes[0][-1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"{dataset}: trajectory-matching loss vs accuracy", fontsize=10)
