@@ -352,16 +352,9 @@ def compute_quality(
     )
     # the images a student trains on: a set recording decode_factor f (IDM) is judged on its
     # f x f upsampled parts, each with its stored image's label, as evaluate_set trains on them
-    from ddbench.data.h5io import read_attrs
-    from ddbench.training.evaluate import decode_set
+    from ddbench.training.evaluate import decode_condensed
 
-    images, labels, _, decoded = decode_set(
-        torch.from_numpy(cset.images),
-        torch.from_numpy(np.asarray(cset.labels, dtype=np.int64)),
-        None,
-        read_attrs(condensed_path, "condensed"),
-        str(condensed_path),
-    )
+    images, labels, _, decoded = decode_condensed(cset, condensed_path)
     fake_pixels, fake_labels = images.numpy(), labels.numpy()
     model = load_teacher(teacher_path, data).to(resolve_device(device))
     fake_feats = embed(model, images).numpy().astype(np.float32)

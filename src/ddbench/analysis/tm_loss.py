@@ -133,17 +133,10 @@ def compute_tm_loss(
     y_np, labels_used = set_targets(cset, spec["labels"])
     # the images a student trains on: a set recording decode_factor f (IDM) is matched on its
     # f x f upsampled parts, each with its stored image's label, as evaluate_set trains on them
-    from ddbench.data.h5io import read_attrs
-    from ddbench.training.evaluate import decode_set
+    from ddbench.training.evaluate import decode_condensed
 
     soft = labels_used == "soft"
-    images, hard_y, soft_y, decoded = decode_set(
-        torch.from_numpy(cset.images),
-        torch.from_numpy(np.asarray(cset.labels, dtype=np.int64)),
-        torch.from_numpy(y_np) if soft else None,
-        read_attrs(condensed_path, "condensed"),
-        str(condensed_path),
-    )
+    images, hard_y, soft_y, decoded = decode_condensed(cset, condensed_path, y_np if soft else None)
     images = images.to(dev)
     targets = (soft_y if soft else hard_y).to(dev)
     M, N = int(spec["expert_epochs"]), int(spec["syn_steps"])
@@ -449,6 +442,8 @@ def correlation_summary(points):
 def correlation_block(corr, dataset: str):
     """The correlation table of one dataset (rows: expert architecture; columns: scope ×
     statistic)."""
+    import pandas as pd
+
     from ddbench.analysis.tables import Block
 
     part = corr[corr["dataset"] == dataset]
@@ -469,8 +464,6 @@ def correlation_block(corr, dataset: str):
                 f"{row.experts} ({row.model})": getattr(row, key)
                 for row in part[part["scope"] == scope].itertuples(index=False)
             }
-    import pandas as pd
-
     mean = pd.DataFrame(table)
     if not mean.empty:
         mean.columns = pd.MultiIndex.from_tuples(mean.columns)

@@ -183,6 +183,20 @@ def decode_set(images, labels, soft_labels, attrs: dict, where: str):
     return decoded, labels, soft_labels, notes
 
 
+def decode_condensed(cset, condensed_path, soft_labels=None):
+    """`decode_set` for a loaded CondensedSet and its file (whose attributes say whether to
+    decode): the torch (images, labels, soft_labels, notes) its students train on. For the
+    analyses that measure a set (TM loss, quality); `soft_labels`: the targets to expand
+    along with the images, or None."""
+    return decode_set(
+        torch.from_numpy(cset.images),
+        torch.from_numpy(np.asarray(cset.labels, dtype=np.int64)),
+        None if soft_labels is None else torch.as_tensor(soft_labels),
+        read_attrs(condensed_path, "condensed"),
+        str(condensed_path),
+    )
+
+
 def evaluate_set(
     dataset_path: str | os.PathLike,
     condensed_path: str | os.PathLike | None,
